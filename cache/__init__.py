@@ -1,0 +1,28 @@
+"""The stage-output store: signed joblib objects under a root folder, a SQLite
+index of what each cost, eviction under a byte budget, and the query the tuner
+asks ("which prefixes of this pipeline are cached, and at what cost?")."""
+
+from .index import EntryInfo
+from .signing import SECRET_ENV, SignatureError
+from .store import (
+    DEFAULT_ROOT,
+    CachedPrefix,
+    CacheStats,
+    CacheWarning,
+    Hit,
+    PruneReport,
+    StageCache,
+)
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "SECRET_ENV",
+    "CacheStats",
+    "CacheWarning",
+    "CachedPrefix",
+    "EntryInfo",
+    "Hit",
+    "PruneReport",
+    "SignatureError",
+    "StageCache",
+]

@@ -1,0 +1,338 @@
+"""The stage-output store: keys to signed joblib files, with a SQLite index.
+
+Writes go to a temporary file in the object's own folder and are renamed into
+place, so a reader sees a whole object or none, and two processes storing the
+same key both succeed and leave one intact entry (each file carries its own
+checksum and signature, so whichever rename lands last is consistent).
+Reads verify the signature before anything is unpickled; a damaged or
+foreign object is reported, dropped and treated as a miss, so the stage is
+recomputed. Large outputs are memory-mapped (numpy arrays copy-on-write), so
+a hit costs about one pass of hashing over the file.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from .index import EntryInfo, Index
+from .signing import SignatureError, load_secret, make_trailer, verify
+
+DEFAULT_ROOT = ".memotune/cache"
+#: Objects up to this size are read into memory and unpickled from there.
+SMALL_OBJECT_BYTES = 1 << 20
+#: Temporary files older than this are debris from a crashed writer.
+STALE_TEMPORARY_SECONDS = 3600
+_PROC_FD = Path("/proc/self/fd")
+
+
+class CacheWarning(UserWarning):
+    """A cache entry could not be used (damaged, foreign, unreadable) and was dropped."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A loaded cache entry."""
+
+    value: Any
+    info: EntryInfo
+    load_seconds: float
+
+
+@dataclass(frozen=True)
+class CachedPrefix:
+    """A cached output of a pipeline's stages ``0..depth``: what the tuner may reuse.
+
+    ``chain[i]`` holds stage i's ``stage``, ``version``, ``params`` and true
+    compute ``cost`` and ``compute_seconds``, exactly as they were run.
+    """
+
+    depth: int
+    key: str
+    chain: list[dict[str, Any]]
+    load_seconds: float | None
+    size_bytes: int
+    pinned: bool
+
+    @property
+    def config(self) -> dict[str, dict[str, Any]]:
+        return {link["stage"]: dict(link["params"]) for link in self.chain}
+
+    @property
+    def costs(self) -> list[float]:
+        return [float(link["cost"]) for link in self.chain]
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    total_bytes: int
+    hits: int
+    pinned: int
+    saved_seconds: float
+    by_stage: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    evicted: list[EntryInfo]
+    freed_bytes: int
+    debris_files: int
+
+
+class StageCache:
+    """Stage outputs under ``root``, signed with a secret kept outside it.
+
+    ``max_bytes`` bounds the total size: after each store, the entries that are
+    cheapest to recompute per byte and least recently used are evicted
+    (GreedyDual-Size), never a pinned one.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike = DEFAULT_ROOT,
+        *,
+        max_bytes: int | None = None,
+        secret: bytes | str | None = None,
+    ) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.objects = self.root / "objects"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self._secret = load_secret(self.root, secret)
+        self.index = Index(self.root / "index.sqlite")
+
+    def __repr__(self) -> str:
+        return f"StageCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+
+    def __reduce__(self):
+        # Ray tasks receive the cache by value; the secret travels with it (it is
+        # the same secret every node needs), never into the cache folder.
+        return (_rebuild, (str(self.root), self.max_bytes, self._secret))
+
+    def path(self, key: str) -> Path:
+        return self.objects / key[:2] / f"{key}.joblib"
+
+    def __contains__(self, key: str) -> bool:
+        return self.index.get(key) is not None
+
+    def info(self, key: str) -> EntryInfo | None:
+        return self.index.get(key)
+
+    def get(self, key: str) -> Hit | None:
+        """Load and verify the entry under ``key``; ``None`` on a miss or an unusable entry."""
+        info = self.index.get(key)
+        if info is None:
+            return None
+        started = time.perf_counter()
+        try:
+            value = self._load(key)
+        except FileNotFoundError:
+            self.index.delete(key)
+            return None
+        except SignatureError as error:
+            self._drop(info, f"{error}; it was not unpickled")
+            return None
+        except Exception as error:  # noqa: BLE001 - any unpickling failure means "recompute"
+            self._drop(info, f"it could not be unpickled ({type(error).__name__}: {error})")
+            return None
+        load_seconds = time.perf_counter() - started
+        self.index.record_hit(key, load_seconds)
+        return Hit(value, info, load_seconds)
+
+    def put(
+        self,
+        key: str,
+        value: Any,
+        *,
+        stage: str,
+        version: str,
+        params: dict[str, Any],
+        parent_key: str,
+        lineage: str,
+        chain: list[dict[str, Any]],
+        cost: float,
+        compute_seconds: float,
+    ) -> EntryInfo:
+        """Store ``value`` atomically under ``key`` and index it; then evict if over budget."""
+        size, checksum = self._write(key, value)
+        now = time.time()
+        info = EntryInfo(
+            key=key,
+            stage=stage,
+            version=version,
+            params=params,
+            parent_key=parent_key,
+            lineage=lineage,
+            chain=chain,
+            cost=float(cost),
+            compute_seconds=float(compute_seconds),
+            load_seconds=None,
+            size_bytes=size,
+            created=now,
+            last_used=now,
+            hits=0,
+            checksum=checksum,
+        )
+        self.index.upsert(info)
+        if self.max_bytes is not None:
+            self.evict(self.max_bytes)
+        return info
+
+    def prefixes(self, lineages: list[str]) -> list[CachedPrefix]:
+        """Every cached output of a pipeline whose stage k has lineage ``lineages[k]``."""
+        found = []
+        for depth, lineage in enumerate(lineages):
+            for info in self.index.by_lineage(lineage):
+                if info.depth == depth:
+                    found.append(
+                        CachedPrefix(
+                            depth=depth,
+                            key=info.key,
+                            chain=info.chain,
+                            load_seconds=info.load_seconds,
+                            size_bytes=info.size_bytes,
+                            pinned=info.pinned,
+                        )
+                    )
+        return found
+
+    def pin(self, keys: list[str], owner: str) -> None:
+        """Protect ``keys`` from eviction on behalf of ``owner`` (e.g. a study)."""
+        self.index.pin(list(keys), owner)
+
+    def unpin(self, owner: str, keys: list[str] | None = None) -> None:
+        self.index.unpin(owner, None if keys is None else list(keys))
+
+    def evict(self, max_bytes: int) -> list[EntryInfo]:
+        victims = self.index.pop_eviction_victims(max_bytes)
+        for info in victims:
+            self.path(info.key).unlink(missing_ok=True)
+        return victims
+
+    def prune(self, max_bytes: int | None = None) -> PruneReport:
+        """Evict down to ``max_bytes`` (if given) and remove debris of crashed writers."""
+        evicted = self.evict(max_bytes) if max_bytes is not None else []
+        return PruneReport(
+            evicted=evicted,
+            freed_bytes=sum(info.size_bytes for info in evicted),
+            debris_files=self._remove_debris(),
+        )
+
+    def entries(self) -> list[EntryInfo]:
+        return self.index.all()
+
+    def stats(self) -> CacheStats:
+        entries = self.index.all()
+        by_stage: dict[str, dict[str, float]] = defaultdict(
+            lambda: {"entries": 0, "bytes": 0, "hits": 0, "saved_seconds": 0.0}
+        )
+        for info in entries:
+            row = by_stage[info.stage]
+            row["entries"] += 1
+            row["bytes"] += info.size_bytes
+            row["hits"] += info.hits
+            # a hit on stage k's entry spares computing stages 0..k
+            row["saved_seconds"] += info.hits * sum(link["compute_seconds"] for link in info.chain)
+        return CacheStats(
+            entries=len(entries),
+            total_bytes=sum(info.size_bytes for info in entries),
+            hits=sum(info.hits for info in entries),
+            pinned=sum(info.pinned for info in entries),
+            saved_seconds=sum(row["saved_seconds"] for row in by_stage.values()),
+            by_stage=dict(by_stage),
+        )
+
+    def clear(self) -> int:
+        """Remove every entry and pin; return how many entries there were."""
+        count = self.index.clear()
+        shutil.rmtree(self.objects, ignore_errors=True)
+        self.objects.mkdir(parents=True, exist_ok=True)
+        return count
+
+    def _write(self, key: str, value: Any) -> tuple[int, str]:
+        folder = self.path(key).parent
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".joblib")
+        try:
+            with os.fdopen(fd, "w+b") as f:
+                joblib.dump(value, f)
+                f.flush()
+                size = f.tell()
+                with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+                    with memoryview(mapped) as payload:
+                        trailer, checksum = make_trailer(self._secret, key, payload)
+                f.write(trailer)
+            os.chmod(temporary, 0o444)  # nobody rewrites an entry in place after it is signed
+            os.replace(temporary, self.path(key))
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return size, checksum
+
+    def _load(self, key: str) -> Any:
+        fd = os.open(self.path(key), os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size <= SMALL_OBJECT_BYTES or not _PROC_FD.is_dir():
+                data = _read_all(fd, size)
+                payload_bytes = verify(self._secret, key, memoryview(data))
+                return joblib.load(io.BytesIO(memoryview(data)[:payload_bytes]))
+            with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
+                with memoryview(mapped) as data:
+                    verify(self._secret, key, data)
+            # Load through our own descriptor: the very inode that was verified,
+            # even if someone renames another file over the path meanwhile.
+            return joblib.load(_PROC_FD / str(fd), mmap_mode="c")
+        finally:
+            os.close(fd)
+
+    def _drop(self, info: EntryInfo, reason: str) -> None:
+        warnings.warn(
+            f"cache entry {info.key[:12]} of stage '{info.stage}' in {self.root}: {reason}; "
+            "dropped, the stage will be recomputed",
+            CacheWarning,
+            stacklevel=3,
+        )
+        self.index.delete(info.key)
+        self.path(info.key).unlink(missing_ok=True)
+
+    def _remove_debris(self) -> int:
+        """Delete stale temporary files and object files that no index row names."""
+        known = self.index.keys()
+        removed = 0
+        cutoff = time.time() - STALE_TEMPORARY_SECONDS
+        for path in self.objects.glob("*/*.joblib"):
+            name = path.name
+            stale_temporary = name.startswith(".tmp-") and path.stat().st_mtime < cutoff
+            orphan = not name.startswith(".tmp-") and name.removesuffix(".joblib") not in known
+            if stale_temporary or (orphan and path.stat().st_mtime < cutoff):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _rebuild(root: str, max_bytes: int | None, secret: bytes) -> StageCache:
+    return StageCache(root, max_bytes=max_bytes, secret=secret)
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    chunks, offset = [], 0
+    while offset < size:
+        chunk = os.pread(fd, size - offset, offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+    return b"".join(chunks)

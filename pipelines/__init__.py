@@ -1,0 +1,35 @@
+"""Pipelines of memoized stages: search spaces, stages, pipelines, prefix keys
+and the runners that execute a configuration through the stage cache."""
+
+from .keys import canonical_json, stage_key
+from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
+from .records import COMPLETED, FAILED, StageRecord, TrialRecord
+from .runner import TrialFailed, run, run_trial
+from .space import Choice, Float, Int, Param, SpaceError
+from .stage import Output, Stage, StageContext, source_version, stage
+
+__all__ = [
+    "COMPLETED",
+    "FAILED",
+    "Choice",
+    "ConfigError",
+    "Float",
+    "Int",
+    "ObjectiveError",
+    "Output",
+    "Param",
+    "Pipeline",
+    "SpaceError",
+    "Stage",
+    "StageContext",
+    "StagePlan",
+    "StageRecord",
+    "TrialFailed",
+    "TrialRecord",
+    "canonical_json",
+    "run",
+    "run_trial",
+    "source_version",
+    "stage",
+    "stage_key",
+]

@@ -1,0 +1,202 @@
+"""Running stages through the cache: the parts every runner shares.
+
+A trial first looks for the deepest stage whose output is cached and loads
+only that one (the stages before it are not needed), then runs the remaining
+stages in order, storing each output under its key as soon as it is made,
+so a later failure loses none of the finished work.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+from memotune.cache import Hit, StageCache
+
+from .pipeline import Pipeline, StagePlan
+from .records import StageRecord
+from .stage import Output, StageContext
+
+_PAYLOAD_TAG = "memotune.stage-output/1"
+
+
+class StageFailed(Exception):
+    """A stage raised; carries its record (with the measured cost) and the traceback."""
+
+    def __init__(self, record: StageRecord, trace: str) -> None:
+        super().__init__(f"stage '{record.stage}' failed: {record.error}")
+        self.record = record
+        self.trace = trace
+
+
+def open_cache(cache: StageCache | str | os.PathLike | None) -> StageCache | None:
+    """A cache from a path, an existing cache, or ``None``/``False`` for no caching."""
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, StageCache):
+        return cache
+    return StageCache(cache)
+
+
+def workdir_for(cache: StageCache | None, key: str) -> Path:
+    """A scratch folder for one stage key (its checkpoints, its Ray Train storage)."""
+    base = cache.root.parent / "work" if cache else Path(tempfile.gettempdir()) / "memotune-work"
+    path = base / key[:32]
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def load_deepest(
+    pipeline: Pipeline, plans: list[StagePlan], cache: StageCache | None
+) -> tuple[int, Any, list[StageRecord]]:
+    """Load the deepest cached stage output.
+
+    Returns how many leading stages are covered, the loaded output (the
+    pipeline's inputs when none is), and hit records for the covered stages.
+    """
+    if cache is not None:
+        for plan in reversed(plans):
+            if not plan.stage.cache:
+                continue
+            hit = cache.get(plan.key)
+            if hit is not None:
+                return plan.index + 1, _unwrap_payload(hit.value), hit_records(pipeline, plans, hit)
+    return 0, pipeline.inputs, []
+
+
+def hit_records(pipeline: Pipeline, plans: list[StagePlan], hit: Hit) -> list[StageRecord]:
+    """Records for stages ``0..depth`` served by the cached entry ``hit``."""
+    payload = hit.value if isinstance(hit.value, dict) else {}
+    depth = hit.info.depth
+    records = []
+    for link, plan in zip(hit.info.chain, plans[: depth + 1], strict=True):
+        loaded = plan.index == depth
+        record = StageRecord(
+            stage=plan.stage.name,
+            key=plan.key,
+            hit=True,
+            loaded=loaded,
+            compute_seconds=float(link["compute_seconds"]),
+            cost=float(link["cost"]),
+            load_seconds=hit.load_seconds if loaded else 0.0,
+            metrics=dict(payload.get("metrics", {})) if loaded else {},
+            history=list(payload.get("history", [])) if loaded else [],
+        )
+        record.charged = pipeline.charge(record)
+        records.append(record)
+    return records
+
+
+def execute_stage(
+    pipeline: Pipeline,
+    plan: StagePlan,
+    upstream: Any,
+    cache: StageCache | None,
+    chain: list[dict[str, Any]],
+    *,
+    trial_id: int | None = None,
+) -> tuple[Any, StageRecord]:
+    """Run one stage on ``upstream`` and store its output.
+
+    ``chain`` holds the :func:`chain_link` of every stage before this one.
+
+    Raises :class:`StageFailed` when the stage function raises.
+    """
+    stage = plan.stage
+    kwargs = dict(plan.params)
+    context = None
+    if stage.takes_context:
+        context = StageContext(stage.name, plan.key, trial_id, str(workdir_for(cache, plan.key)))
+        kwargs["context"] = context
+    started = time.perf_counter()
+    try:
+        output = stage.fn(upstream, **kwargs)
+    except Exception as error:
+        seconds = time.perf_counter() - started
+        record = StageRecord(
+            stage=stage.name,
+            key=plan.key,
+            compute_seconds=seconds,
+            cost=seconds,
+            error=f"{type(error).__name__}: {error}",
+            history=list(context.history) if context else [],
+        )
+        record.charged = pipeline.charge(record)
+        raise StageFailed(record, traceback.format_exc()) from error
+    seconds = time.perf_counter() - started
+    value, cost, metrics, history = _unwrap_output(output)
+    record = StageRecord(
+        stage=stage.name,
+        key=plan.key,
+        compute_seconds=seconds,
+        cost=seconds if cost is None else float(cost),
+        metrics=metrics,
+        history=(context.history if context else []) + history,
+        node=os.uname().nodename,
+    )
+    record.charged = pipeline.charge(record)
+    if cache is not None and stage.cache:
+        _store(cache, plan, value, record, chain + [chain_link(plan, record)])
+    return value, record
+
+
+def chain_link(plan: StagePlan, record: StageRecord) -> dict[str, Any]:
+    return {
+        "stage": plan.stage.name,
+        "version": plan.stage.version,
+        "params": plan.params,
+        "cost": record.cost,
+        "compute_seconds": record.compute_seconds,
+    }
+
+
+def _store(
+    cache: StageCache,
+    plan: StagePlan,
+    value: Any,
+    record: StageRecord,
+    chain: list[dict[str, Any]],
+) -> None:
+    payload = {
+        "tag": _PAYLOAD_TAG,
+        "value": value,
+        "metrics": record.metrics,
+        "history": record.history,
+    }
+    try:
+        cache.put(
+            plan.key,
+            payload,
+            stage=plan.stage.name,
+            version=plan.stage.version,
+            params=plan.params,
+            parent_key=plan.parent_key,
+            lineage=plan.lineage,
+            chain=chain,
+            cost=record.cost,
+            compute_seconds=record.compute_seconds,
+        )
+    except Exception as error:  # noqa: BLE001 - an unstorable output must not lose the trial
+        warnings.warn(
+            f"the output of stage '{plan.stage.name}' could not be cached "
+            f"({type(error).__name__}: {error}); the trial goes on without it",
+            stacklevel=2,
+        )
+
+
+def _unwrap_output(output: Any) -> tuple[Any, float | None, dict[str, float], list[dict]]:
+    if isinstance(output, Output):
+        metrics = {str(k): float(v) for k, v in output.metrics.items()}
+        return output.value, output.cost, metrics, list(output.history)
+    return output, None, {}, []
+
+
+def _unwrap_payload(payload: Any) -> Any:
+    if isinstance(payload, dict) and payload.get("tag") == _PAYLOAD_TAG:
+        return payload["value"]
+    return payload

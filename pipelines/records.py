@@ -1,0 +1,83 @@
+"""What one trial did: per-stage records and the trial record."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+COMPLETED = "completed"
+FAILED = "failed"
+
+
+@dataclass
+class StageRecord:
+    """One stage of one trial.
+
+    ``cost`` and ``compute_seconds`` are the stage's *true* compute figures
+    even on a hit (the cache entry carries them); ``load_seconds`` is what
+    this trial spent loading it and ``charged`` what it charged the budget.
+    On a hit only the deepest cached stage is loaded (``loaded``); the stages
+    before it are skipped, also hits.
+    """
+
+    stage: str
+    key: str
+    hit: bool = False
+    loaded: bool = False
+    compute_seconds: float = 0.0
+    cost: float = 0.0
+    load_seconds: float = 0.0
+    charged: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    error: str | None = None
+    node: str | None = None
+
+
+@dataclass
+class TrialRecord:
+    """The outcome of running one configuration through a pipeline."""
+
+    config: dict[str, dict[str, Any]]
+    status: str
+    objective: float | None
+    metrics: dict[str, float]
+    stages: list[StageRecord]
+    error: str | None = None
+    traceback: str | None = None
+    trial_id: int | None = None
+    started: float = 0.0
+    finished: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == COMPLETED
+
+    @property
+    def charged(self) -> float:
+        """What running this trial's stages charged the budget (the tuner's time apart)."""
+        return sum(s.charged for s in self.stages)
+
+    @property
+    def cache_hits(self) -> int:
+        return sum(s.hit for s in self.stages)
+
+    @property
+    def reused_depth(self) -> int:
+        """How many leading stages came from the cache."""
+        depth = 0
+        for s in self.stages:
+            if not s.hit:
+                break
+            depth += 1
+        return depth
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrialRecord:
+        data = dict(data)
+        data["stages"] = [StageRecord(**s) for s in data.get("stages", [])]
+        return cls(**data)

@@ -1,0 +1,114 @@
+"""The in-process runner: one configuration, one process, through the cache."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from memotune.cache import DEFAULT_ROOT, StageCache
+
+from .execution import StageFailed, chain_link, execute_stage, load_deepest, open_cache
+from .pipeline import ObjectiveError, Pipeline, StagePlan
+from .records import COMPLETED, FAILED, StageRecord, TrialRecord
+
+
+class TrialFailed(RuntimeError):
+    """Raised by :func:`run` when a stage fails; ``record`` holds what was done."""
+
+    def __init__(self, record: TrialRecord) -> None:
+        super().__init__(record.error)
+        self.record = record
+
+
+def run(
+    pipeline: Pipeline,
+    config: dict[str, dict[str, Any]],
+    *,
+    cache: StageCache | str | os.PathLike | None = DEFAULT_ROOT,
+    raise_errors: bool = True,
+) -> TrialRecord:
+    """Run one configuration in this process and return its trial record.
+
+    Stages whose output is cached are not run again. A configuration that does
+    not fit the pipeline raises ``ConfigError`` before anything runs. When a
+    stage raises, the outputs of the stages before it stay cached and
+    :class:`TrialFailed` is raised (or, with ``raise_errors=False``, the failed
+    record is returned).
+    """
+    record = run_trial(pipeline, pipeline.plan(config), open_cache(cache))
+    if raise_errors and not record.completed:
+        raise TrialFailed(record)
+    return record
+
+
+def run_trial(
+    pipeline: Pipeline,
+    plans: list[StagePlan],
+    cache: StageCache | None,
+    *,
+    trial_id: int | None = None,
+) -> TrialRecord:
+    """Run a planned configuration; stage failures become a failed record."""
+    started = time.time()
+    first, upstream, records = load_deepest(pipeline, plans, cache)
+    chain = [chain_link(plan, record) for plan, record in zip(plans, records, strict=False)]
+    config = {plan.stage.name: plan.params for plan in plans}
+    for plan in plans[first:]:
+        try:
+            upstream, record = execute_stage(
+                pipeline, plan, upstream, cache, chain, trial_id=trial_id
+            )
+        except StageFailed as failure:
+            records.append(failure.record)
+            return _failed(config, records, failure.args[0], failure.trace, trial_id, started)
+        records.append(record)
+        chain.append(chain_link(plan, record))
+    return finish_trial(pipeline, config, upstream, records, trial_id, started)
+
+
+def finish_trial(
+    pipeline: Pipeline,
+    config: dict[str, dict[str, Any]],
+    output: Any,
+    records: list[StageRecord],
+    trial_id: int | None,
+    started: float,
+) -> TrialRecord:
+    """The trial record for a pipeline whose last stage produced ``output``."""
+    try:
+        objective, metrics = pipeline.objective_from(output)
+    except ObjectiveError as error:
+        return _failed(config, records, str(error), None, trial_id, started)
+    return TrialRecord(
+        config=config,
+        status=COMPLETED,
+        objective=objective,
+        metrics=metrics,
+        stages=records,
+        trial_id=trial_id,
+        started=started,
+        finished=time.time(),
+    )
+
+
+def _failed(
+    config: dict[str, dict[str, Any]],
+    records: list[StageRecord],
+    error: str,
+    trace: str | None,
+    trial_id: int | None,
+    started: float,
+) -> TrialRecord:
+    return TrialRecord(
+        config=config,
+        status=FAILED,
+        objective=None,
+        metrics={},
+        stages=records,
+        error=error,
+        traceback=trace,
+        trial_id=trial_id,
+        started=started,
+        finished=time.time(),
+    )

@@ -1,0 +1,194 @@
+"""Stages: Python functions with a search space, a version and resource needs."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .space import Param, SpaceError, check_space
+
+
+@dataclass
+class Output:
+    """What a stage may return instead of a bare value.
+
+    ``cost`` replaces the measured seconds as the stage's compute cost (GPU-seconds,
+    money, a synthetic benchmark's cost units): that figure is what the cost
+    models learn and the budget is charged. ``metrics`` are scalar metrics of
+    the stage; ``history`` holds stepped metrics (one dict per step, e.g. per
+    epoch). All of it is cached with the value.
+    """
+
+    value: Any
+    cost: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass
+class StageContext:
+    """Handed to a stage function that declares a ``context`` keyword argument."""
+
+    stage: str
+    key: str
+    trial_id: int | None
+    workdir: str
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def report(self, step: int, **metrics: float) -> None:
+        """Record stepped metrics (e.g. per epoch); they reach the trial's tracking run."""
+        self.history.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+
+@dataclass(eq=False)
+class Stage:
+    """One step of a pipeline: ``fn(upstream, **params) -> output``.
+
+    The version defaults to a hash of the function's source, so editing the
+    function invalidates its cache entries and everything downstream of them.
+    """
+
+    fn: Callable[..., Any]
+    space: dict[str, Param] = field(default_factory=dict)
+    name: str | None = None
+    version: str | None = None
+    num_cpus: float = 1
+    num_gpus: float = 0
+    memory: int | None = None
+    resources: dict[str, float] = field(default_factory=dict)
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if not callable(self.fn):
+            raise TypeError(f"a stage needs a callable, got {self.fn!r}")
+        self.name = self.name or getattr(self.fn, "__name__", None)
+        if not self.name or not isinstance(self.name, str):
+            raise SpaceError(f"stage {self.fn!r}: give it a name=")
+        self.space = check_space(self.space, self.name)
+        self.version = str(self.version) if self.version is not None else source_version(self.fn)
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise SpaceError(f"stage '{self.name}': num_cpus and num_gpus must be >= 0")
+        self.takes_context = _check_signature(self.fn, self.space, self.name)
+
+    def __call__(self, upstream: Any, **params: Any) -> Any:
+        return self.fn(upstream, **params)
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, version={self.version!r}, space={list(self.space)})"
+
+    @property
+    def ray_options(self) -> dict[str, Any]:
+        """Resource requests for this stage's Ray task."""
+        options: dict[str, Any] = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus}
+        if self.memory:
+            options["memory"] = self.memory
+        if self.resources:
+            options["resources"] = dict(self.resources)
+        return options
+
+
+def stage(
+    fn: Callable[..., Any] | None = None,
+    *,
+    space: dict[str, Param] | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    memory: int | None = None,
+    resources: dict[str, float] | None = None,
+    cache: bool = True,
+):
+    """Decorator that turns a function into a :class:`Stage`.
+
+    ``@stage`` and ``@stage(space={...}, version="1", num_cpus=1)`` both work.
+    """
+
+    def wrap(f: Callable[..., Any]) -> Stage:
+        return Stage(
+            f,
+            space=dict(space or {}),
+            name=name,
+            version=version,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            memory=memory,
+            resources=dict(resources or {}),
+            cache=cache,
+        )
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def source_version(*objects: Any) -> str:
+    """A short hash of the source code of ``objects`` (functions, classes, callables).
+
+    Stage factories pass the user's own callables too (a model factory, a loss),
+    so editing any of them invalidates the stage.
+    """
+    digest = hashlib.sha256()
+    for obj in objects:
+        digest.update(_source_of(obj).encode())
+    return digest.hexdigest()[:16]
+
+
+def _source_of(obj: Any) -> str:
+    target = getattr(obj, "func", obj)  # functools.partial
+    try:
+        source = textwrap.dedent(inspect.getsource(target))
+    except (OSError, TypeError):
+        code = getattr(target, "__code__", None)
+        if code is None:
+            target = type(target)
+            try:
+                return textwrap.dedent(inspect.getsource(target))
+            except (OSError, TypeError):
+                return repr(target)
+        source = repr((code.co_code, code.co_consts, code.co_names))
+    if target is not obj:  # a partial's bound arguments are part of what it does
+        source += repr((getattr(obj, "args", ()), sorted(getattr(obj, "keywords", {}).items())))
+    return source
+
+
+def _check_signature(fn: Callable[..., Any], space: dict[str, Param], name: str) -> bool:
+    """Check ``fn`` can be called as ``fn(upstream, **params)``; say if it wants a context."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return False
+    parameters = signature.parameters
+    takes_var_kw = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    positional = [
+        p
+        for p in parameters.values()
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if not positional and not any(
+        p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters.values()
+    ):
+        raise SpaceError(
+            f"stage '{name}': the function must take the upstream output as its first argument"
+        )
+    accepted = {p.name for p in positional[1:]} | {
+        p.name for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    if not takes_var_kw:
+        for param in space:
+            if param not in accepted:
+                raise SpaceError(
+                    f"stage '{name}', parameter '{param}': the function has no argument of that name"
+                )
+    for param in positional[1:] + [
+        p for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    ]:
+        if param.default is inspect.Parameter.empty and param.name not in space:
+            if param.name != "context":
+                raise SpaceError(
+                    f"stage '{name}': argument '{param.name}' has no default and is not "
+                    "in the search space"
+                )
+    return "context" in accepted
