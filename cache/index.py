@@ -220,9 +220,7 @@ class Index:
         return int(count)
 
 
-_SELECT = (
-    "SELECT e.*, EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key) AS pinned FROM entries e"
-)
+_SELECT = "SELECT e.*, EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key) AS pinned FROM entries e"
 
 
 class _Transaction:

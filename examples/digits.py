@@ -22,11 +22,13 @@ def load_data():
     )
 
 
-@stage(space={
-    "n_components": Int(8, 64),
-    "kernel": Choice(["rbf", "poly", "cosine"]),
-    "gamma": Float(0.005, 0.5, log=True),
-})
+@stage(
+    space={
+        "n_components": Int(8, 64),
+        "kernel": Choice(["rbf", "poly", "cosine"]),
+        "gamma": Float(0.005, 0.5, log=True),
+    }
+)
 def features(data, n_components, kernel, gamma):
     """Kernel PCA fitted on the training images, applied to both splits."""
     x_train, x_test, y_train, y_test = data

@@ -1,6 +1,6 @@
 """memotune: tune the hyperparameters of training pipelines whose stages are memoized.
 
-    from memotune import stage, Pipeline, Float, Int, Choice, run
+from memotune import stage, Pipeline, Float, Int, Choice, run
 """
 
 from memotune.cache import StageCache

@@ -65,9 +65,7 @@ class Pipeline:
             raise SpaceError("a pipeline needs at least one stage")
         for s in stages:
             if not isinstance(s, Stage):
-                raise SpaceError(
-                    f"pipeline stages must be Stage objects (use @stage), got {s!r}"
-                )
+                raise SpaceError(f"pipeline stages must be Stage objects (use @stage), got {s!r}")
         names = [s.name for s in stages]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -111,7 +109,9 @@ class Pipeline:
         known = {s.name for s in self.stages}
         extra = sorted(set(config) - known)
         if extra:
-            raise ConfigError(f"configuration names unknown stages {extra}; stages: {sorted(known)}")
+            raise ConfigError(
+                f"configuration names unknown stages {extra}; stages: {sorted(known)}"
+            )
         normalized = {}
         for s in self.stages:
             given = config.get(s.name)
@@ -173,7 +173,9 @@ class Pipeline:
             )
         value = metrics[self.objective]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-            raise ObjectiveError(f"stage '{last}' reported objective '{self.objective}' = {value!r}")
+            raise ObjectiveError(
+                f"stage '{last}' reported objective '{self.objective}' = {value!r}"
+            )
         numeric = {
             k: float(v)
             for k, v in metrics.items()

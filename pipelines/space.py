@@ -91,8 +91,7 @@ class Choice:
         for option in self.options:
             if option is not None and not isinstance(option, (str, int, float, bool)):
                 raise SpaceError(
-                    f"{where}: Choice options must be str, int, float, bool or None, "
-                    f"got {option!r}"
+                    f"{where}: Choice options must be str, int, float, bool or None, got {option!r}"
                 )
         if len(set(map(_typed, self.options))) != len(self.options):
             raise SpaceError(f"{where}: Choice has duplicate options {list(self.options)}")
@@ -142,7 +141,9 @@ def _check_bounds(param: Float | Int, where: str) -> None:
         if not math.isfinite(bound):
             raise SpaceError(f"{where}: {kind} bounds must be finite, got {bound!r}")
     if param.low >= param.high:
-        raise SpaceError(f"{where}: {kind} needs low < high, got low={param.low}, high={param.high}")
+        raise SpaceError(
+            f"{where}: {kind} needs low < high, got low={param.low}, high={param.high}"
+        )
     if param.log and param.low <= 0:
         raise SpaceError(f"{where}: {kind}(log=True) needs low > 0, got low={param.low}")
 

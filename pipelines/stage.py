@@ -149,6 +149,9 @@ def _source_of(obj: Any) -> str:
             except (OSError, TypeError):
                 return repr(target)
         source = repr((code.co_code, code.co_consts, code.co_names))
+    if getattr(target, "__name__", None) == "<lambda>":  # its source is the whole line
+        code = target.__code__
+        source += repr((code.co_code, code.co_consts, code.co_names))
     if target is not obj:  # a partial's bound arguments are part of what it does
         source += repr((getattr(obj, "args", ()), sorted(getattr(obj, "keywords", {}).items())))
     return source
@@ -180,7 +183,8 @@ def _check_signature(fn: Callable[..., Any], space: dict[str, Param], name: str)
         for param in space:
             if param not in accepted:
                 raise SpaceError(
-                    f"stage '{name}', parameter '{param}': the function has no argument of that name"
+                    f"stage '{name}', parameter '{param}': "
+                    "the function has no argument of that name"
                 )
     for param in positional[1:] + [
         p for p in parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY

@@ -1,0 +1,5 @@
+import sys
+
+from memotune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,49 @@
+"""The ``memotune`` command line (also ``python -m memotune``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from memotune import __version__
+from memotune.commands import cache
+
+COMMANDS = [cache]
+
+
+class UserError(Exception):
+    """An error the user can fix; printed as one line, no traceback."""
+
+
+#: Exceptions that mean "the user asked for something wrong", not "memotune broke".
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UserError,
+    ValueError,
+    FileNotFoundError,
+    PermissionError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="memotune",
+        description="Tune training pipelines whose stages are memoized.",
+    )
+    parser.add_argument("--version", action="version", version=f"memotune {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("memotune: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as error:
+        print(f"memotune: error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,1 @@
+"""The ``memotune`` subcommands, one module each; every module has ``register``."""

@@ -1,0 +1,138 @@
+"""``memotune cache stats | ls | prune | clear``."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+
+from memotune.cache import DEFAULT_ROOT, StageCache
+from memotune.formatting import human_bytes, parse_bytes, table
+
+EXAMPLES = """examples:
+  memotune cache stats
+  memotune cache ls --stage train --limit 20
+  memotune cache prune --max-bytes 2GB
+  memotune cache clear --cache /shared/memotune-cache
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "cache",
+        help="inspect and manage the stage cache",
+        description="Inspect and manage the stage-output cache.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--cache",
+        default=DEFAULT_ROOT,
+        metavar="PATH",
+        help=f"cache folder (default {DEFAULT_ROOT})",
+    )
+    common.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    stats = actions.add_parser("stats", parents=[common], help="entries, size, hits, time saved")
+    stats.set_defaults(handler=_stats)
+
+    ls = actions.add_parser("ls", parents=[common], help="list entries, most recently used first")
+    ls.add_argument("--stage", help="only entries of this stage")
+    ls.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    ls.set_defaults(handler=_ls)
+
+    prune = actions.add_parser(
+        "prune",
+        parents=[common],
+        help="evict down to a size (cheapest to recompute per byte first; pinned entries stay)",
+    )
+    prune.add_argument("--max-bytes", type=_size, metavar="SIZE", help="e.g. 500MB, 2GB")
+    prune.set_defaults(handler=_prune)
+
+    clear = actions.add_parser("clear", parents=[common], help="remove every entry")
+    clear.set_defaults(handler=_clear)
+
+
+def _size(text: str) -> int:
+    try:
+        return parse_bytes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _open(args: argparse.Namespace) -> StageCache:
+    return StageCache(args.cache)
+
+
+def _stats(args: argparse.Namespace) -> None:
+    stats = _open(args).stats()
+    if args.json:
+        print(json.dumps(stats.__dict__, indent=2))
+        return
+    print(
+        f"cache {args.cache}: {stats.entries} entries, {human_bytes(stats.total_bytes)}, "
+        f"{stats.hits} hits, {stats.pinned} pinned, {stats.saved_seconds:.1f}s of compute saved"
+    )
+    if stats.by_stage:
+        rows = [
+            [
+                stage,
+                int(s["entries"]),
+                human_bytes(s["bytes"]),
+                int(s["hits"]),
+                round(s["saved_seconds"], 2),
+            ]
+            for stage, s in sorted(stats.by_stage.items())
+        ]
+        print(table(["stage", "entries", "size", "hits", "saved s"], rows))
+
+
+def _ls(args: argparse.Namespace) -> None:
+    entries = [e for e in _open(args).entries() if args.stage in (None, e.stage)][: args.limit]
+    if args.json:
+        print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+        return
+    rows = [
+        [
+            e.key[:12],
+            e.stage,
+            json.dumps(e.params, sort_keys=True),
+            human_bytes(e.size_bytes),
+            round(e.cost, 4),
+            e.hits,
+            "yes" if e.pinned else "",
+            _when(e.last_used),
+        ]
+        for e in entries
+    ]
+    print(table(["key", "stage", "params", "size", "cost", "hits", "pinned", "last used"], rows))
+
+
+def _prune(args: argparse.Namespace) -> None:
+    report = _open(args).prune(args.max_bytes)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "evicted": len(report.evicted),
+                    "freed_bytes": report.freed_bytes,
+                    "debris_files": report.debris_files,
+                }
+            )
+        )
+        return
+    print(
+        f"evicted {len(report.evicted)} entries ({human_bytes(report.freed_bytes)}), "
+        f"removed {report.debris_files} leftover files"
+    )
+
+
+def _clear(args: argparse.Namespace) -> None:
+    count = _open(args).clear()
+    print(json.dumps({"removed": count}) if args.json else f"removed {count} entries")
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")

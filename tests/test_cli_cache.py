@@ -1,0 +1,54 @@
+import json
+import subprocess
+import sys
+
+from memotune import Int, Pipeline, StageCache, run, stage
+from memotune.cli import main
+
+
+@stage(space={"n": Int(1, 100)})
+def make(inputs, n):
+    return bytes(n * 1000)
+
+
+@stage
+def size(blob):
+    return float(len(blob))
+
+
+def fill(cache_dir):
+    pipe = Pipeline([make, size])
+    for n in (10, 20, 30):
+        run(pipe, {"make": {"n": n}}, cache=cache_dir)
+    run(pipe, {"make": {"n": 10}}, cache=cache_dir)
+
+
+def test_stats_ls_prune_clear(capsys):
+    fill("c")
+    assert main(["cache", "stats", "--cache", "c", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 6 and stats["hits"] == 1
+    assert main(["cache", "ls", "--cache", "c", "--stage", "make"]) == 0
+    listing = capsys.readouterr().out
+    assert listing.count("make") == 3 and '{"n": 20}' in listing
+    assert main(["cache", "prune", "--cache", "c", "--max-bytes", "25KB"]) == 0
+    assert "evicted" in capsys.readouterr().out
+    assert StageCache("c").index.total_bytes() <= 25_000
+    assert main(["cache", "clear", "--cache", "c"]) == 0
+    assert StageCache("c").stats().entries == 0
+
+
+def test_python_dash_m_and_clear_errors():
+    ok = subprocess.run(
+        [sys.executable, "-m", "memotune", "cache", "stats", "--cache", "c"],
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0 and "0 entries" in ok.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "memotune", "cache", "prune", "--max-bytes", "12 parsecs"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "not a size: '12 parsecs'" in bad.stderr
+    assert "Traceback" not in bad.stderr
