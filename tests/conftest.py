@@ -12,3 +12,14 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("MEMOTUNE_CACHE_SECRET", raising=False)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One embedded Ray for the whole test session: 2 CPUs, no dashboard."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
