@@ -3,6 +3,7 @@
 from memotune import stage, Pipeline, Float, Int, Choice, run
 """
 
+from memotune.api import tune
 from memotune.cache import StageCache
 from memotune.pipelines import (
     Choice,
@@ -38,4 +39,5 @@ __all__ = [
     "__version__",
     "run",
     "stage",
+    "tune",
 ]

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from memotune import __version__
-from memotune.commands import cache
+from memotune.commands import bench, cache, tune
 
-COMMANDS = [cache]
+COMMANDS = [tune, bench, cache]
 
 
 class UserError(Exception):

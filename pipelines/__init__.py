@@ -4,13 +4,14 @@ and the runners that execute a configuration through the stage cache."""
 from .keys import canonical_json, stage_key
 from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
 from .records import COMPLETED, FAILED, StageRecord, TrialRecord
-from .runner import TrialFailed, run, run_trial
+from .runner import LocalRunner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
 from .stage import Output, Stage, StageContext, source_version, stage
 
 __all__ = [
     "COMPLETED",
     "FAILED",
+    "LocalRunner",
     "Choice",
     "ConfigError",
     "Float",

@@ -112,3 +112,30 @@ def _failed(
         started=started,
         finished=time.time(),
     )
+
+
+class LocalRunner:
+    """Runs trials one at a time in this process (``--runner local``; for debugging).
+
+    The study loop talks to every runner the same way: ``submit`` trials,
+    then ``wait`` for finished ones.
+    """
+
+    def __init__(self, pipeline: Pipeline, cache: StageCache | None) -> None:
+        self.pipeline = pipeline
+        self.cache = cache
+        self._queue: list[tuple[int, dict[str, dict[str, Any]]]] = []
+
+    def submit(self, trial_id: int, config: dict[str, dict[str, Any]]) -> None:
+        self._queue.append((trial_id, config))
+
+    def running(self) -> int:
+        return len(self._queue)
+
+    def wait(self) -> list[TrialRecord]:
+        """Run the oldest submitted trial and return its record."""
+        trial_id, config = self._queue.pop(0)
+        return [run_trial(self.pipeline, self.pipeline.plan(config), self.cache, trial_id=trial_id)]
+
+    def close(self) -> None:
+        self._queue.clear()

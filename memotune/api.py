@@ -1,0 +1,59 @@
+"""``memotune.tune``: a tuning study from Python."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from memotune.cache import DEFAULT_ROOT, StageCache
+from memotune.pipelines import Pipeline
+from memotune.pipelines.execution import open_cache
+from memotune.progress import ProgressPrinter
+from memotune.tuner.budget import COST, TRIALS, Budget
+from memotune.tuner.callbacks import StudyCallback
+from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
+
+
+def tune(
+    pipeline: Pipeline,
+    *,
+    tuner: str = "eeipu",
+    budget: float | None = None,
+    trials: int | None = None,
+    seed: int = 0,
+    study: str | None = None,
+    cache: StageCache | str | os.PathLike | None = DEFAULT_ROOT,
+    storage: str | os.PathLike = DEFAULT_STORAGE,
+    progress: bool = True,
+    callbacks: Sequence[StudyCallback] = (),
+    max_consecutive_failures: int = 5,
+    tuner_options: dict[str, Any] | None = None,
+) -> StudyResult:
+    """Tune ``pipeline`` until ``budget`` (cost units: seconds of stage compute, cache
+    loads and the tuner's own time) or ``trials`` (a count) is spent.
+
+    ``study`` names the study; an existing one is resumed (its budget or trial
+    count becomes the new total). Without a name, a new study is started.
+    """
+    if (budget is None) == (trials is None):
+        raise ValueError("give either budget= (in cost units) or trials= (a count), not both")
+    if budget is not None:
+        spend = Budget(COST, float(budget), charge_tuner=pipeline.cost_unit == "seconds")
+    else:
+        spend = Budget(TRIALS, float(trials))
+    name = study or f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    hooks = [ProgressPrinter()] if progress else []
+    return Study(
+        pipeline,
+        name=name,
+        budget=spend,
+        tuner=tuner,
+        seed=seed,
+        storage=storage,
+        cache=open_cache(cache),
+        callbacks=[*hooks, *callbacks],
+        max_consecutive_failures=max_consecutive_failures,
+        tuner_options=tuner_options,
+    ).run()

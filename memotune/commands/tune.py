@@ -1,0 +1,86 @@
+"""``memotune tune FILE.py[:NAME]``: run (or resume) a tuning study."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from memotune.api import tune
+from memotune.cache import DEFAULT_ROOT
+from memotune.loading import load_pipeline
+from memotune.tuner.registry import TUNERS
+from memotune.tuner.study import DEFAULT_STORAGE
+
+EXAMPLES = """examples:
+  memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0
+  memotune tune examples/digits.py --tuner random --trials 20
+  memotune tune examples/digits.py --study digits --budget 120     # resume, extended to 120 s
+  memotune tune pipelines.py:small --trials 10 --cache /shared/memotune-cache
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "tune",
+        help="tune a pipeline defined in a Python file",
+        description=(
+            "Tune the pipeline object defined in FILE.py (FILE.py:NAME picks one of several). "
+            "The budget is in cost units (seconds of stage compute, cache loads and the "
+            "tuner's own time) or a trial count. An existing --study is resumed."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("pipeline", metavar="FILE.py[:NAME]", help="where the pipeline is defined")
+    parser.add_argument("--tuner", default="eeipu", choices=sorted(TUNERS), help="default: eeipu")
+    amount = parser.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--budget", type=float, help="total cost budget (seconds on real stages)")
+    amount.add_argument("--trials", type=int, help="total number of trials")
+    parser.add_argument(
+        "--study", help="study name (default: a new one); an existing study resumes"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="default: 0")
+    parser.add_argument("--cache", default=DEFAULT_ROOT, help=f"cache folder ({DEFAULT_ROOT})")
+    parser.add_argument("--no-cache", action="store_true", help="run every stage every time")
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help=f"where studies live ({DEFAULT_STORAGE})"
+    )
+    parser.add_argument(
+        "--max-failures", type=int, default=5, help="stop after this many failed trials in a row"
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON at the end")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    pipeline = load_pipeline(args.pipeline)
+    result = tune(
+        pipeline,
+        tuner=args.tuner,
+        budget=args.budget,
+        trials=args.trials,
+        seed=args.seed,
+        study=args.study,
+        cache=None if args.no_cache else args.cache,
+        storage=args.storage,
+        max_consecutive_failures=args.max_failures,
+    )
+    summary = {
+        "study": result.study,
+        "best_value": result.best_value,
+        "best_config": result.best_config,
+        "trials": len(result.trials),
+        "budget": result.budget,
+        "seconds_per_proposal": result.seconds_per_proposal,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    print(f"best {pipeline.objective} = {result.best_value} in study '{result.study}'")
+    print(f"best configuration: {json.dumps(result.best_config, sort_keys=True)}")
+    spent = result.budget
+    print(
+        f"budget: {spent['spent']:.1f} of {spent['total']:.1f} spent — compute "
+        f"{spent['compute']:.1f}, cache loads {spent['cache_loads']:.1f}, tuner "
+        f"{spent['tuner_seconds']:.1f}s; the cache spared {spent['saved_by_cache']:.1f}"
+    )

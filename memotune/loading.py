@@ -1,0 +1,65 @@
+"""Finding the pipeline a command line names: ``FILE.py``, ``FILE.py:NAME`` or a
+built-in benchmark pipeline (``synthetic-3``, ``synthetic-10``)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from memotune.pipelines import Pipeline
+from memotune.stages.synthetic import LAYOUTS, synthetic_pipeline
+
+
+class PipelineNotFound(ValueError):
+    """The file or name does not hold a pipeline."""
+
+
+def load_pipeline(spec: str) -> Pipeline:
+    """The pipeline ``spec`` names."""
+    if spec in LAYOUTS:
+        return synthetic_pipeline(spec)
+    path_text, _, name = spec.partition(":")
+    path = Path(path_text)
+    if path.suffix != ".py":
+        known = ", ".join(sorted(LAYOUTS))
+        raise PipelineNotFound(
+            f"'{spec}' is neither a Python file (FILE.py[:NAME]) nor a built-in pipeline ({known})"
+        )
+    if not path.is_file():
+        raise PipelineNotFound(f"no such file: {path}")
+    module = import_file(path)
+    if name:
+        found = getattr(module, name, None)
+        if not isinstance(found, Pipeline):
+            raise PipelineNotFound(f"{path} has no Pipeline named '{name}'")
+        return found
+    pipelines = {n: v for n, v in vars(module).items() if isinstance(v, Pipeline)}
+    if not pipelines:
+        raise PipelineNotFound(f"{path} defines no Pipeline object")
+    if len(pipelines) > 1:
+        raise PipelineNotFound(
+            f"{path} defines several pipelines ({', '.join(sorted(pipelines))}); "
+            f"pick one with {path}:NAME"
+        )
+    return next(iter(pipelines.values()))
+
+
+def import_file(path: Path):
+    """Import a Python file as a module with a stable name, registered in ``sys.modules``
+    (so its stage functions pickle and their source can be read)."""
+    path = path.resolve()
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    name = f"memotune_user_{path.stem}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module

@@ -1,0 +1,48 @@
+import torch
+from botorch.acquisition import LogExpectedImprovement
+from botorch.fit import fit_gpytorch_mll
+from botorch.models import SingleTaskGP
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.mlls import ExactMarginalLogLikelihood
+
+from memotune.tuner.cached_posterior import CachedPosteriorGP
+
+
+def fitted(covar=None) -> tuple[SingleTaskGP, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    X = torch.rand(60, 5, generator=generator, dtype=torch.float64)
+    Y = (
+        10
+        + 4 * (X**2).sum(-1, keepdim=True)
+        + 0.05 * torch.randn(60, 1, generator=generator, dtype=torch.float64)
+    )
+    model = SingleTaskGP(X, Y, covar_module=covar)
+    fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+    return model.eval(), Y
+
+
+def test_matches_botorch_posterior_and_log_ei():
+    for covar in (None, get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=[0, 1])):
+        model, Y = fitted(covar)
+        cached = CachedPosteriorGP(model)
+        X = torch.rand(40, 1, 5, dtype=torch.float64)
+        with torch.no_grad():
+            reference = model.posterior(X)
+            mean, variance = cached.mean_and_variance(X)
+            assert torch.allclose(mean, reference.mean.squeeze(-1), atol=1e-9)
+            assert torch.allclose(variance, reference.variance.squeeze(-1), rtol=1e-7)
+            expected = LogExpectedImprovement(model, best_f=Y.max())(X)
+            assert torch.allclose(
+                LogExpectedImprovement(cached, best_f=Y.max())(X), expected, atol=1e-6
+            )
+
+
+def test_gradients_match():
+    model, Y = fitted()
+    cached = CachedPosteriorGP(model)
+    X = torch.rand(4, 1, 5, dtype=torch.float64, requires_grad=True)
+    LogExpectedImprovement(model, best_f=Y.max())(X).sum().backward()
+    expected = X.grad.clone()
+    X.grad = None
+    LogExpectedImprovement(cached, best_f=Y.max())(X).sum().backward()
+    assert torch.allclose(X.grad, expected, atol=1e-6)

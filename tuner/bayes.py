@@ -1,0 +1,185 @@
+"""GP-based tuners: a scrambled Sobol warm-up, then the acquisition's maximizer.
+
+The family differs only in its cost model, its cooling and whether it reuses
+cached prefixes:
+
+=========  ==================================  =======  ============
+tuner      cost model                          cooling  memoization
+=========  ==================================  =======  ============
+ei         none                                –        –
+eips       one GP on total cost                η = 1    –
+carbo      one GP on total cost                yes      –
+ms-carbo   one GP per stage (with upstream)    yes      –
+eeipu      one GP per stage (with upstream)    yes      yes
+=========  ==================================  =======  ============
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.quasirandom import SobolEngine
+
+from memotune.pipelines import TrialRecord
+
+from .acquisition import CostCooledLogEI
+from .base import Config, Proposal, Tuner
+from .budget import COST, Budget
+from .cached_posterior import CachedPosteriorGP
+from .encoding import SpaceEncoder
+from .models import CostModel, GPFitter, condition_on_believed
+from .observations import Observations
+from .optimize import Candidate, Prefix, optimize_over_prefixes
+
+
+class GPTuner(Tuner):
+    """Expected improvement (LogEI) on a GP of the objective; no costs."""
+
+    name = "ei"
+    cost_model: str | None = None  # None, "total" or "stages"
+    cooling = False
+
+    def __init__(
+        self,
+        pipeline,
+        *,
+        seed: int = 0,
+        cache=None,
+        owner: str = "memotune",
+        n_init: int = 10,
+        raw_samples: int = 256,
+        polish: int = 6,
+        maxiter: int = 60,
+        cost_samples: int = 256,
+    ) -> None:
+        super().__init__(pipeline, seed=seed, cache=cache, owner=owner)
+        self.encoder = SpaceEncoder(pipeline)
+        if self.encoder.dim == 0:
+            raise ValueError(f"pipeline '{pipeline.name}' has no hyperparameters to tune")
+        self.observations = Observations(pipeline, self.encoder)
+        self.n_init = n_init
+        self.raw_samples = raw_samples
+        self.polish = polish
+        self.maxiter = maxiter
+        self.objective_fitter = GPFitter()
+        self.costs = (
+            CostModel(
+                self.encoder, per_stage=self.cost_model == "stages", samples=cost_samples, seed=seed
+            )
+            if self.cost_model
+            else None
+        )
+        self._spent_by_told = 0.0
+        self._warmup_spent: float | None = None
+
+    def _observe(self, record: TrialRecord) -> None:
+        self.observations.add(record)
+        self._spent_by_told += record.charged + float(record.info.get("tuner_charged", 0.0))
+        if len(self.observations) == self.n_init:
+            self._warmup_spent = self._spent_by_told
+
+    def _propose(self, pending: list[Config], budget: Budget) -> Proposal:
+        index = self.told + len(pending)
+        data = self.observations.objective_data()
+        if index < self.n_init or data is None:
+            return self._warmup(index, pending)
+        X, Y = data
+        model = self.objective_fitter.fit(X, Y)
+        pending_rows = self.encoder.encode_many([self.pipeline.validate(c) for c in pending])
+        model = CachedPosteriorGP(
+            condition_on_believed(self.objective_fitter, model, X, Y, pending_rows)
+        )
+        if self.costs is not None:
+            self.costs.fit(self.observations)
+        eta = self.eta(budget)
+        best_f = float(Y.max())
+
+        def make_acquisition(depth: torch.Tensor, cached: torch.Tensor) -> CostCooledLogEI:
+            return CostCooledLogEI(model, best_f, self.costs, eta, depth, cached)
+
+        candidates = optimize_over_prefixes(
+            make_acquisition,
+            self.prefixes(pending),
+            self.encoder,
+            seed=self.seed * 100_003 + index,
+            raw_samples=self.raw_samples,
+            polish=self.polish,
+            maxiter=self.maxiter,
+        )
+        chosen = self._first_new(candidates, pending)
+        if chosen is None:  # every candidate was run already: explore instead
+            return self._warmup(index, pending)
+        candidate, config = chosen
+        return Proposal(
+            config,
+            {
+                "phase": "bo",
+                "acquisition": candidate.value,
+                "eta": eta,
+                "prefix_depth": candidate.prefix.depth,
+            },
+        )
+
+    def eta(self, budget: Budget) -> float:
+        """Cost cooling: η falls from 1 after the warm-up to 0 when the budget is spent."""
+        if self.costs is None:
+            return 0.0
+        if not self.cooling:
+            return 1.0
+        if budget.kind == COST:
+            start = self._warmup_spent if self._warmup_spent is not None else budget.spent
+            left, span = budget.total - budget.spent, budget.total - start
+        else:
+            left, span = budget.total - self.told, budget.total - self.n_init
+        return float(min(1.0, max(0.0, left / span))) if span > 0 else 0.0
+
+    def prefixes(self, pending: list[Config]) -> list[Prefix]:
+        """Where candidates may start from: only the empty prefix (no reuse)."""
+        return [Prefix(depth=0)]
+
+    def _warmup(self, index: int, pending: list[Config]) -> Proposal:
+        """The index-th point of a scrambled Sobol design (skipping ones already run)."""
+        engine = SobolEngine(self.encoder.dim, scramble=True, seed=self.seed)
+        engine.fast_forward(index)
+        taken = {self._key(c) for c in pending}
+        for _ in range(1000):
+            config = self.encoder.decode(engine.draw(1, dtype=torch.float64)[0])
+            if not self.observations.seen(config) and self._key(config) not in taken:
+                break
+        return Proposal(config, {"phase": "warmup"})
+
+    def _first_new(
+        self, candidates: list[Candidate], pending: list[Config]
+    ) -> tuple[Candidate, Config] | None:
+        taken = {self._key(c) for c in pending}
+        for candidate in candidates:
+            config = self.encoder.decode(candidate.row)
+            config.update(candidate.prefix.config)  # a reused prefix is exact, never decoded
+            if not self.observations.seen(config) and self._key(config) not in taken:
+                return candidate, config
+        return None
+
+    def _key(self, config: Config) -> str:
+        return self.pipeline.keys(config)[-1]
+
+
+class EIPS(GPTuner):
+    """EI per second: EI · E[1/C] with one GP on the total cost, no cooling."""
+
+    name = "eips"
+    cost_model = "total"
+
+
+class CArBO(GPTuner):
+    """Cost-aware BO (Lee et al. 2020): EIPS with the cost term cooled as budget is spent."""
+
+    name = "carbo"
+    cost_model = "total"
+    cooling = True
+
+
+class MultiStageCArBO(GPTuner):
+    """CArBO with one cost GP per stage, but no reuse of cached prefixes."""
+
+    name = "ms-carbo"
+    cost_model = "stages"
+    cooling = True

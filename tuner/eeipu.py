@@ -1,0 +1,115 @@
+"""EEIPU: expected-expected improvement per unit cost, aware of cached prefixes.
+
+After Abdelaziz et al., "Memoization-Aware Bayesian Optimization for AI
+Pipelines with Unknown Costs" (arXiv 2411.03731), with these differences
+from the published code:
+
+- LogEI, in log space: ``log α = logEI(x) + η · log E[1/C(x, δ)]``;
+- stage k's cost GP sees the hyperparameters of stages 0..k, not only its own;
+- cost GPs learn true compute costs (a hit's entry carries them), never a
+  cache hit's load time;
+- cached stages cost their load time (or ε) in E[1/C], not a sample;
+- search within the declared bounds, not the box of what was observed;
+- a scrambled Sobol warm-up;
+- prefixes come from the cache's index (exact values, never a
+  normalize/unnormalize round trip), plus those that running trials are
+  computing, ranked by the best objective reached through them;
+- all prefixes are screened in one batch and the best few polished together.
+"""
+
+from __future__ import annotations
+
+from memotune.pipelines import SpaceError, TrialRecord
+
+from .base import Config
+from .bayes import GPTuner
+from .optimize import Prefix
+
+
+class EEIPU(GPTuner):
+    name = "eeipu"
+    cost_model = "stages"
+    cooling = True
+
+    def __init__(self, pipeline, *, max_prefixes: int = 12, pin_best: int = 5, **options) -> None:
+        super().__init__(pipeline, **options)
+        self.max_prefixes = max_prefixes
+        self.pin_best = pin_best
+        self._pinned: set[str] = set()
+
+    def prefixes(self, pending: list[Config]) -> list[Prefix]:
+        """The empty prefix, then the best cached (or being-computed) prefixes."""
+        n_stages = len(self.pipeline.stages)
+        found: dict[str, Prefix] = {}
+        for cached in self.cache.prefixes(self.pipeline.lineages) if self.cache else []:
+            depth = cached.depth + 1
+            config = self._valid_prefix(cached.config, depth)
+            if config is None or not self._has_free_columns(depth):
+                continue
+            found[cached.key] = Prefix(
+                depth=depth,
+                config=config,
+                cached_cost=self._reuse_cost(depth, cached.load_seconds, cached.size_bytes),
+                key=cached.key,
+                score=self.observations.best_through(cached.key, depth),
+            )
+        for config in pending:  # a running trial is about to cache its prefixes
+            config = self.pipeline.validate(config)
+            for depth, key in enumerate(self.pipeline.keys(config)[: n_stages - 1], start=1):
+                if key not in found and self._has_free_columns(depth):
+                    names = [s.name for s in self.pipeline.stages[:depth]]
+                    found[key] = Prefix(
+                        depth=depth,
+                        config={name: config[name] for name in names},
+                        cached_cost=self._reuse_cost(depth, None, 0),
+                        key=key,
+                        score=self.observations.best_through(key, depth),
+                    )
+        ranked = sorted(
+            found.values(),
+            key=lambda p: (p.score is not None, p.score if p.score is not None else 0, p.depth),
+            reverse=True,
+        )
+        return [Prefix(depth=0)] + ranked[: self.max_prefixes]
+
+    def _observe(self, record: TrialRecord) -> None:
+        super()._observe(record)
+        if self.cache is not None:
+            self._pin_best_prefixes()
+
+    def _pin_best_prefixes(self) -> None:
+        """Keep the prefixes of the best configurations safe from eviction."""
+        scored = [o for o in self.observations.items if o.value is not None]
+        best = sorted(scored, key=lambda o: o.value, reverse=True)[: self.pin_best]
+        keys = {key for o in best for key in o.keys[:-1]}
+        if keys == self._pinned:
+            return
+        self.cache.pin(sorted(keys - self._pinned), owner=self.owner)
+        self.cache.unpin(self.owner, sorted(self._pinned - keys))
+        self._pinned = keys
+
+    def _reuse_cost(self, depth: int, load_seconds: float | None, size_bytes: int) -> float:
+        """What reusing ``depth`` cached stages costs: ε per stage when the pipeline
+        fixes a hit's cost, else the measured (or, until measured, estimated) load time."""
+        if self.pipeline.hit_cost is not None:
+            return depth * self.pipeline.hit_cost
+        if load_seconds is not None:
+            return load_seconds
+        return size_bytes / 1e9 + 1e-3
+
+    def _has_free_columns(self, depth: int) -> bool:
+        return self.encoder.prefix_end(depth) < self.encoder.dim
+
+    def _valid_prefix(self, config: Config, depth: int) -> Config | None:
+        """The prefix's stage params if they still fit the search space (it may have changed)."""
+        stages = self.pipeline.stages[:depth]
+        try:
+            return {
+                s.name: {
+                    name: param.validate(config[s.name][name], s.name)
+                    for name, param in s.space.items()
+                }
+                for s in stages
+            }
+        except (KeyError, SpaceError):
+            return None

@@ -1,0 +1,108 @@
+"""What the GP tuners learn from: finished trials as unit-cube rows, objectives
+and true per-stage compute costs."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from memotune.pipelines import Pipeline, TrialRecord, canonical_json
+
+from .encoding import SpaceEncoder
+
+#: Costs are modelled on a log scale; this floor keeps log() finite.
+MIN_COST = 1e-6
+
+
+@dataclass
+class Observation:
+    config: dict
+    row: torch.Tensor
+    value: float | None  # the objective, sign-flipped so larger is better; None if failed
+    stage_costs: list[float | None]  # true compute cost per stage; None where it never ran
+    keys: list[str]
+
+
+class Observations:
+    """Finished trials, in the order they were told."""
+
+    def __init__(self, pipeline: Pipeline, encoder: SpaceEncoder) -> None:
+        self.pipeline = pipeline
+        self.encoder = encoder
+        self.items: list[Observation] = []
+        self._seen: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, record: TrialRecord) -> None:
+        config = self.pipeline.validate(record.config)
+        costs: list[float | None] = [None] * len(self.pipeline.stages)
+        for index, stage in enumerate(record.stages):  # a failed stage cost what it measured
+            costs[index] = max(float(stage.cost), MIN_COST)
+        value = None
+        if record.completed and record.objective is not None:
+            value = record.objective if self.pipeline.maximize else -record.objective
+        self.items.append(
+            Observation(
+                config=config,
+                row=self.encoder.encode(config),
+                value=value,
+                stage_costs=costs,
+                keys=self.pipeline.keys(config),
+            )
+        )
+        self._seen.add(canonical_json(config))
+
+    def seen(self, config: dict) -> bool:
+        return canonical_json(config) in self._seen
+
+    def objective_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rows and values (larger is better); failed trials take the worst value seen,
+        so the optimizer keeps away from them. ``None`` until a trial completed."""
+        values = [o.value for o in self.items if o.value is not None]
+        if not values:
+            return None
+        worst = min(values)
+        X = torch.stack([o.row for o in self.items])
+        Y = torch.tensor(
+            [[worst if o.value is None else o.value] for o in self.items], dtype=torch.float64
+        )
+        return X, Y
+
+    def best_value(self) -> float | None:
+        values = [o.value for o in self.items if o.value is not None]
+        return max(values) if values else None
+
+    def stage_cost_data(self, stage: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rows and log true costs of stage ``stage``, one per distinct stage-``stage`` key
+        (trials that share the prefix share the cost; a cache hit carries the true cost)."""
+        rows, costs, keys = [], [], set()
+        for o in self.items:
+            cost = o.stage_costs[stage]
+            if cost is None or o.keys[stage] in keys:
+                continue
+            keys.add(o.keys[stage])
+            rows.append(o.row)
+            costs.append([math.log(cost)])
+        if not rows:
+            return None
+        return torch.stack(rows), torch.tensor(costs, dtype=torch.float64)
+
+    def total_cost_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Rows and log true total costs of trials whose every stage cost is known."""
+        rows, costs = [], []
+        for o in self.items:
+            if all(c is not None for c in o.stage_costs):
+                rows.append(o.row)
+                costs.append([math.log(sum(o.stage_costs))])
+        if not rows:
+            return None
+        return torch.stack(rows), torch.tensor(costs, dtype=torch.float64)
+
+    def best_through(self, key: str, depth: int) -> float | None:
+        """The best objective among trials whose first ``depth`` stages have key ``key``."""
+        values = [o.value for o in self.items if o.value is not None and o.keys[depth - 1] == key]
+        return max(values) if values else None

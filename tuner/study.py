@@ -1,0 +1,273 @@
+"""The study loop: ask, run, journal, tell, until the budget is spent.
+
+A study lives in ``<storage>/<name>/journal.sqlite``. Opening an existing
+study resumes it: finished trials are restored (and told to a fresh tuner, in
+the order they finished, which rebuilds its state), trials that were running
+when the process died run again first, and the budget continues where it
+stopped. A budget or trial count is the study's total, so resuming with a
+larger one extends the study.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from memotune.cache import StageCache
+from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, canonical_json
+
+from .budget import Budget
+from .callbacks import CallbackList, StudyCallback, StudyInfo
+from .journal import RUNNING, Journal
+from .registry import make_tuner
+
+DEFAULT_STORAGE = ".memotune/studies"
+
+
+class Runner(Protocol):
+    def submit(self, trial_id: int, config: dict) -> None: ...
+    def running(self) -> int: ...
+    def wait(self) -> list[TrialRecord]: ...
+    def close(self) -> None: ...
+
+
+class StudyError(ValueError):
+    """A study that cannot be opened as asked (e.g. resumed with another search space)."""
+
+
+@dataclass
+class StudyResult:
+    study: str
+    path: Path
+    tuner: str
+    direction: str
+    trials: list[TrialRecord]
+    budget: dict[str, float]
+    stopped: str
+    best_trial: TrialRecord | None = None
+    seconds_per_proposal: float = 0.0
+    restored: int = 0
+    rerun: list[int] = field(default_factory=list)
+
+    @property
+    def best_config(self) -> dict | None:
+        return self.best_trial.config if self.best_trial else None
+
+    @property
+    def best_value(self) -> float | None:
+        return self.best_trial.objective if self.best_trial else None
+
+
+class TooManyFailures(RuntimeError):
+    """The study stopped after too many consecutive failed trials; ``result`` has them all."""
+
+    def __init__(self, message: str, result: StudyResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class Study:
+    """One tuning study over a pipeline, persisted in a journal."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        name: str,
+        budget: Budget,
+        tuner: str = "eeipu",
+        seed: int = 0,
+        storage: str | Path = DEFAULT_STORAGE,
+        cache: StageCache | None = None,
+        runner: Runner | None = None,
+        workers: int = 1,
+        callbacks: Sequence[StudyCallback] = (),
+        max_consecutive_failures: int = 5,
+        tuner_options: dict[str, Any] | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        self.pipeline = pipeline
+        self.name = name
+        self.path = Path(storage) / name
+        self.journal = Journal(self.path / "journal.sqlite")
+        self.budget = budget
+        self.cache = cache
+        self.runner = runner or LocalRunner(pipeline, cache)
+        self.workers = workers
+        self.callbacks = CallbackList(list(callbacks))
+        self.max_consecutive_failures = max_consecutive_failures
+        settings = self._open_settings(tuner, seed, tuner_options or {})
+        self.tuner_name, self.seed = settings["tuner"], settings["seed"]
+        self.tuner = make_tuner(
+            self.tuner_name,
+            pipeline,
+            seed=self.seed,
+            cache=cache,
+            owner=f"study:{name}",
+            **settings["tuner_options"],
+        )
+        self.info = StudyInfo(name, self.path, pipeline, self.tuner_name, self.seed, settings)
+
+    def run(self) -> StudyResult:
+        restored, rerun = self._restore()
+        finished = list(restored)
+        self.callbacks.on_study_start(self.info, restored, self.budget)
+        in_flight: dict[int, tuple[dict, dict]] = {}
+        failures = _trailing_failures(finished)
+        next_id = self.journal.next_id()
+        stopped = "budget" if self.budget.kind == "cost" else "trials"
+        try:
+            while True:
+                while len(in_flight) < self.workers and not self.budget.exhausted(len(in_flight)):
+                    if rerun:
+                        trial_id, config, info = rerun.pop(0)
+                        info = {**info, "rerun": True}
+                    else:
+                        trial_id, next_id = next_id, next_id + 1
+                        config, info = self._ask([c for c, _ in in_flight.values()])
+                    self.journal.start(trial_id, config, info)
+                    in_flight[trial_id] = (config, info)
+                    self.runner.submit(trial_id, config)
+                    self.callbacks.on_trial_start(self.info, trial_id, config, info)
+                if not in_flight:
+                    break
+                for record in self.runner.wait():
+                    _, info = in_flight.pop(record.trial_id)
+                    record.info.update(info)
+                    self._finish(record)
+                    finished.append(record)
+                    failures = failures + 1 if not record.completed else 0
+                if failures >= self.max_consecutive_failures:
+                    stopped = "failures"
+                    break
+        finally:
+            self.runner.close()
+        result = self._result(finished, stopped, len(restored))
+        self.callbacks.on_study_end(self.info, result)
+        if stopped == "failures":
+            raise TooManyFailures(
+                f"study '{self.name}' stopped after {failures} consecutive failed trials; "
+                f"last error: {finished[-1].error}",
+                result,
+            )
+        return result
+
+    def _ask(self, pending: list[dict]) -> tuple[dict, dict]:
+        started = time.perf_counter()
+        proposal = self.tuner.ask(pending, self.budget)
+        seconds = time.perf_counter() - started
+        config = self.pipeline.validate(proposal.config)
+        info = {
+            **proposal.info,
+            "tuner_seconds": seconds,
+            "tuner_charged": seconds if self.budget.charge_tuner else 0.0,
+        }
+        return config, info
+
+    def _finish(self, record: TrialRecord) -> None:
+        self.budget.charge(record)
+        self.journal.finish(record, self.budget.trial_cost(record))
+        self.tuner.tell(record)
+        self._told.append(record)
+        self.callbacks.on_trial_end(self.info, record, self.budget, self.best(self._told))
+
+    def best(self, records: list[TrialRecord]) -> TrialRecord | None:
+        completed = [r for r in records if r.completed]
+        if not completed:
+            return None
+        sign = 1 if self.pipeline.maximize else -1
+        return max(completed, key=lambda r: sign * r.objective)
+
+    def _restore(self) -> tuple[list[TrialRecord], list[tuple[int, dict, dict]]]:
+        """Tell the tuner every finished trial; list the ones to run again."""
+        self._told: list[TrialRecord] = []
+        restored, rerun = [], []
+        for trial in self.journal.trials():
+            if trial.status == RUNNING or trial.record is None:
+                rerun.append((trial.id, trial.config, trial.proposal))
+                continue
+            self.budget.charge(trial.record)
+            self.tuner.tell(trial.record)
+            self._told.append(trial.record)
+            restored.append(trial.record)
+        self._rerun_ids = [trial_id for trial_id, _, _ in rerun]
+        return restored, rerun
+
+    def _result(self, finished: list[TrialRecord], stopped: str, restored: int) -> StudyResult:
+        proposals = [r.info.get("tuner_seconds", 0.0) for r in finished if "phase" in r.info]
+        return StudyResult(
+            study=self.name,
+            path=self.path,
+            tuner=self.tuner_name,
+            direction=self.pipeline.direction,
+            trials=list(finished),
+            budget=self.budget.summary(),
+            stopped=stopped,
+            best_trial=self.best(finished),
+            seconds_per_proposal=sum(proposals) / len(proposals) if proposals else 0.0,
+            restored=restored,
+            rerun=list(self._rerun_ids),
+        )
+
+    def _open_settings(self, tuner: str, seed: int, tuner_options: dict) -> dict[str, Any]:
+        """Create the study's settings, or check a resumed study against them."""
+        space = space_signature(self.pipeline)
+        stored = self.journal.settings()
+        if not stored:
+            settings = {
+                "pipeline": self.pipeline.name,
+                "space": space,
+                "objective": self.pipeline.objective,
+                "direction": self.pipeline.direction,
+                "tuner": tuner,
+                "seed": seed,
+                "tuner_options": tuner_options,
+                "budget_kind": self.budget.kind,
+                "budget_total": self.budget.total,
+                "created": time.time(),
+            }
+            self.journal.save_settings(settings)
+            return settings
+        problems = []
+        if stored["space"] != space:
+            problems.append("its pipeline's search space differs")
+        if stored["objective"] != self.pipeline.objective or stored["direction"] != (
+            self.pipeline.direction
+        ):
+            problems.append("its objective or direction differs")
+        if stored["tuner"] != tuner:
+            problems.append(f"it was run with tuner '{stored['tuner']}', not '{tuner}'")
+        if stored["budget_kind"] != self.budget.kind:
+            kind = "a trial count" if stored["budget_kind"] == "trials" else "a cost budget"
+            problems.append(f"it was given {kind}")
+        if problems:
+            raise StudyError(
+                f"cannot resume study '{self.name}' ({self.path}): "
+                + "; ".join(problems)
+                + ". Use another --study name to start a new one."
+            )
+        self.journal.save_settings({"budget_total": self.budget.total})
+        return {**stored, "budget_total": self.budget.total}
+
+
+def space_signature(pipeline: Pipeline) -> str:
+    """The search space as canonical text: resuming needs the same one."""
+    return canonical_json(
+        [
+            [stage, name, type(param).__name__, repr(param)]
+            for stage, name, param in pipeline.parameters()
+        ]
+    )
+
+
+def _trailing_failures(records: list[TrialRecord]) -> int:
+    count = 0
+    for record in reversed(records):
+        if record.completed:
+            break
+        count += 1
+    return count
