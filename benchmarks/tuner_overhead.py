@@ -25,7 +25,7 @@ from memotune.stages.synthetic import synthetic_pipeline  # noqa: E402
 from memotune.tuner.budget import TRIALS, Budget  # noqa: E402
 from memotune.tuner.study import Study  # noqa: E402
 
-WINDOW = 5  # proposals on each side of the observation count
+WINDOW = 10  # proposals on each side of the observation count
 
 
 def main() -> None:

@@ -3,6 +3,7 @@ from botorch.acquisition import LogExpectedImprovement
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
 from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
+from gpytorch.kernels import MaternKernel, ScaleKernel
 from gpytorch.mlls import ExactMarginalLogLikelihood
 
 from memotune.tuner.cached_posterior import CachedPosteriorGP
@@ -22,7 +23,12 @@ def fitted(covar=None) -> tuple[SingleTaskGP, torch.Tensor]:
 
 
 def test_matches_botorch_posterior_and_log_ei():
-    for covar in (None, get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=[0, 1])):
+    kernels = (
+        None,  # BoTorch's default RBF kernel: evaluated directly
+        get_covar_module_with_dim_scaled_prior(ard_num_dims=2, active_dims=[0, 1]),
+        ScaleKernel(MaternKernel(nu=2.5, ard_num_dims=5)),  # through GPyTorch's modules
+    )
+    for covar in kernels:
         model, Y = fitted(covar)
         cached = CachedPosteriorGP(model)
         X = torch.rand(40, 1, 5, dtype=torch.float64)

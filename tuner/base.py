@@ -48,6 +48,12 @@ class Tuner(ABC):
         self.told = 0
         self.asked = 0
 
+    @classmethod
+    def require(cls) -> Any:
+        """Check that what the tuner needs is installed; raise ``ValueError`` saying what
+        to install if not (most tuners need nothing more)."""
+        return None
+
     def ask(self, pending: Sequence[Config], budget: Budget) -> Proposal:
         proposal = self._propose(list(pending), budget)
         proposal.info.setdefault("tuner", self.name)

@@ -47,8 +47,8 @@ class GPTuner(Tuner):
         owner: str = "memotune",
         n_init: int = 10,
         raw_samples: int = 256,
-        polish: int = 6,
-        maxiter: int = 60,
+        polish: int = 3,
+        maxiter: int = 30,
         cost_samples: int = 256,
     ) -> None:
         super().__init__(pipeline, seed=seed, cache=cache, owner=owner)

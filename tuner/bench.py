@@ -54,8 +54,14 @@ def run_one(
     budget: float | None,
     trials: int | None,
     tuner_options: dict[str, Any] | None = None,
+    workers: int = 1,
 ) -> RunResult:
-    """One study of one tuner and seed, in a fresh folder and cache."""
+    """One study of one tuner and seed, in a fresh folder and cache.
+
+    With ``workers > 1`` the study keeps that many trials in flight: each
+    proposal is made while the others are still pending (the in-process runner
+    runs them in turn, so the comparison is per unit of budget, not of time).
+    """
     torch.set_num_threads(1)
     pipeline = factory()
     if budget is not None:
@@ -73,6 +79,7 @@ def run_one(
             cache=StageCache(Path(folder) / "cache"),
             max_consecutive_failures=10**9,
             tuner_options=tuner_options,
+            workers=workers,
         ).run()
     sign = 1 if pipeline.maximize else -1
     curve, spent, best = [], 0.0, None
@@ -105,6 +112,7 @@ def compare(
     processes: int = 2,
     tuner_options: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[RunResult], None] | None = None,
+    workers: int = 1,
 ) -> list[RunResult]:
     """Run every tuner on every seed; ``on_result`` hears each run as it ends."""
     jobs = [(t, s) for t in tuners for s in seeds]
@@ -113,7 +121,8 @@ def compare(
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures = [
-            pool.submit(run_one, factory, t, s, budget, trials, options.get(t)) for t, s in jobs
+            pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers)
+            for t, s in jobs
         ]
         for future in as_completed(futures):
             result = future.result()
@@ -131,6 +140,7 @@ def summarize(
     budget: float | None,
     trials: int | None,
     direction: str,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """The comparison table as JSON-ready data (one row per tuner)."""
     table: dict[str, Any] = {}
@@ -159,6 +169,7 @@ def summarize(
         "budget": budget,
         "trials": trials,
         "direction": direction,
+        "workers": workers,
         "seeds": len({r.seed for r in results}),
         "tuners": table,
         "runs": [asdict(r) for r in results],

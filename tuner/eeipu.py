@@ -31,46 +31,42 @@ class EEIPU(GPTuner):
     cost_model = "stages"
     cooling = True
 
-    def __init__(self, pipeline, *, max_prefixes: int = 12, pin_best: int = 5, **options) -> None:
+    def __init__(self, pipeline, *, max_prefixes: int = 32, pin_best: int = 5, **options) -> None:
         super().__init__(pipeline, **options)
         self.max_prefixes = max_prefixes
         self.pin_best = pin_best
         self._pinned: set[str] = set()
 
     def prefixes(self, pending: list[Config]) -> list[Prefix]:
-        """The empty prefix, then the best cached (or being-computed) prefixes."""
-        n_stages = len(self.pipeline.stages)
-        found: dict[str, Prefix] = {}
+        """The empty prefix, then the best cached (or being-computed) prefixes, ranked by
+        the best objective reached through them."""
+        scores = self.observations.best_through_prefixes()
+        found: dict[str, tuple[int, Config, float]] = {}  # key → depth, config, reuse cost
         for cached in self.cache.prefixes(self.pipeline.lineages) if self.cache else []:
             depth = cached.depth + 1
-            config = self._valid_prefix(cached.config, depth)
-            if config is None or not self._has_free_columns(depth):
-                continue
-            found[cached.key] = Prefix(
-                depth=depth,
-                config=config,
-                cached_cost=self._reuse_cost(depth, cached.load_seconds, cached.size_bytes),
-                key=cached.key,
-                score=self.observations.best_through(cached.key, depth),
-            )
+            if self._has_free_columns(depth):
+                reuse = self._reuse_cost(depth, cached.load_seconds, cached.size_bytes)
+                found[cached.key] = (depth, cached.config, reuse)
+        n_stages = len(self.pipeline.stages)
         for config in pending:  # a running trial is about to cache its prefixes
             config = self.pipeline.validate(config)
             for depth, key in enumerate(self.pipeline.keys(config)[: n_stages - 1], start=1):
                 if key not in found and self._has_free_columns(depth):
-                    names = [s.name for s in self.pipeline.stages[:depth]]
-                    found[key] = Prefix(
-                        depth=depth,
-                        config={name: config[name] for name in names},
-                        cached_cost=self._reuse_cost(depth, None, 0),
-                        key=key,
-                        score=self.observations.best_through(key, depth),
-                    )
+                    found[key] = (depth, config, self._reuse_cost(depth, None, 0))
         ranked = sorted(
-            found.values(),
-            key=lambda p: (p.score is not None, p.score if p.score is not None else 0, p.depth),
+            found,
+            key=lambda k: (k in scores, scores.get(k, 0.0), found[k][0]),
             reverse=True,
         )
-        return [Prefix(depth=0)] + ranked[: self.max_prefixes]
+        chosen = [Prefix(depth=0)]
+        for key in ranked:
+            depth, config, reuse = found[key]
+            config = self._valid_prefix(config, depth)
+            if config is not None:
+                chosen.append(Prefix(depth, config, reuse, key, scores.get(key)))
+            if len(chosen) > self.max_prefixes:
+                break
+        return chosen
 
     def _observe(self, record: TrialRecord) -> None:
         super()._observe(record)

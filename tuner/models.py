@@ -23,12 +23,12 @@ class GPFitter:
     """Fits a ``SingleTaskGP`` (standardized outcomes) on a growing data set.
 
     Hyperparameters start from the last fit and are re-optimized on a schedule
-    (every new point while data is scarce, then every ~n/25 points); between
+    (every new point while data is scarce, then every ~n/10 points); between
     refits the model is rebuilt on all data with the last hyperparameters,
     which costs milliseconds instead of the fit's tenths of a second.
     """
 
-    def __init__(self, active_dims: Sequence[int] | None = None, refit_divisor: int = 25) -> None:
+    def __init__(self, active_dims: Sequence[int] | None = None, refit_divisor: int = 10) -> None:
         self.active_dims = list(active_dims) if active_dims is not None else None
         self.refit_divisor = refit_divisor
         self._hyperparameters: dict[str, torch.Tensor] | None = None

@@ -72,10 +72,6 @@ class Observations:
         )
         return X, Y
 
-    def best_value(self) -> float | None:
-        values = [o.value for o in self.items if o.value is not None]
-        return max(values) if values else None
-
     def stage_cost_data(self, stage: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rows and log true costs of stage ``stage``, one per distinct stage-``stage`` key
         (trials that share the prefix share the cost; a cache hit carries the true cost)."""
@@ -102,7 +98,14 @@ class Observations:
             return None
         return torch.stack(rows), torch.tensor(costs, dtype=torch.float64)
 
-    def best_through(self, key: str, depth: int) -> float | None:
-        """The best objective among trials whose first ``depth`` stages have key ``key``."""
-        values = [o.value for o in self.items if o.value is not None and o.keys[depth - 1] == key]
-        return max(values) if values else None
+    def best_through_prefixes(self) -> dict[str, float]:
+        """The best objective reached through each prefix key (stages ``0..k`` of a
+        trial, for every k but the last), in one pass over the trials."""
+        best: dict[str, float] = {}
+        for o in self.items:
+            if o.value is None:
+                continue
+            for key in o.keys[:-1]:
+                if key not in best or o.value > best[key]:
+                    best[key] = o.value
+        return best

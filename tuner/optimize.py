@@ -10,6 +10,7 @@ bounds that hold each start's pinned columns fixed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,9 @@ from botorch.generation.gen import gen_candidates_scipy
 from torch.quasirandom import SobolEngine
 
 from .encoding import SpaceEncoder
+
+#: The fewest raw samples any prefix is screened with.
+MIN_RAW_SAMPLES = 32
 
 AcquisitionFactory = Callable[[torch.Tensor, torch.Tensor], AcquisitionFunction]
 
@@ -49,21 +53,27 @@ def optimize_over_prefixes(
     *,
     seed: int,
     raw_samples: int = 256,
-    polish: int = 6,
-    maxiter: int = 60,
+    polish: int = 3,
+    maxiter: int = 30,
 ) -> list[Candidate]:
-    """Candidates sorted by acquisition value, best first (the polished ones lead)."""
+    """Candidates sorted by acquisition value, best first (the polished ones lead).
+
+    A prefix that pins some columns leaves fewer free dimensions to screen: it
+    gets raw samples in proportion (the leading points of the same Sobol draw,
+    at least ``MIN_RAW_SAMPLES``).
+    """
     raw = SobolEngine(encoder.dim, scramble=True, seed=seed).draw(raw_samples, dtype=torch.float64)
     rows, depth, cached, owners = [], [], [], []
     for index, prefix in enumerate(prefixes):
-        block = raw.clone()
         end = encoder.prefix_end(prefix.depth)
+        count = max(MIN_RAW_SAMPLES, math.ceil(raw_samples * (encoder.dim - end) / encoder.dim))
+        block = raw[: min(count, raw_samples)].clone()
         if end:
             block[:, :end] = encoder.encode_prefix(prefix.config, prefix.depth)
         rows.append(block)
-        depth += [prefix.depth] * raw_samples
-        cached += [prefix.cached_cost] * raw_samples
-        owners += [index] * raw_samples
+        depth += [prefix.depth] * len(block)
+        cached += [prefix.cached_cost] * len(block)
+        owners += [index] * len(block)
     X = torch.cat(rows)
     depth_t = torch.tensor(depth, dtype=torch.long)
     cached_t = torch.tensor(cached, dtype=torch.float64)

@@ -6,6 +6,7 @@ from .base import Tuner
 from .bayes import EIPS, CArBO, GPTuner, MultiStageCArBO
 from .eeipu import EEIPU
 from .random_search import RandomSearch
+from .tpe import TPE
 
 TUNERS: dict[str, type[Tuner]] = {
     "eeipu": EEIPU,
@@ -14,15 +15,18 @@ TUNERS: dict[str, type[Tuner]] = {
     "carbo": CArBO,
     "ms-carbo": MultiStageCArBO,
     "random": RandomSearch,
+    "tpe": TPE,
 }
 
 
 def tuner_class(name: str) -> type[Tuner]:
     try:
-        return TUNERS[name]
+        chosen = TUNERS[name]
     except KeyError:
         known = ", ".join(sorted(TUNERS))
         raise ValueError(f"unknown tuner {name!r}; choose one of: {known}") from None
+    chosen.require()
+    return chosen
 
 
 def make_tuner(name: str, pipeline, **options) -> Tuner:
