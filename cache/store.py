@@ -323,8 +323,24 @@ class StageCache:
         return removed
 
 
+#: This process's open caches, by (root, max_bytes, secret), with their index's inode.
+_OPEN: dict[tuple[str, int | None, bytes], tuple[StageCache, int]] = {}
+
+
 def _rebuild(root: str, max_bytes: int | None, secret: bytes) -> StageCache:
-    return StageCache(root, max_bytes=max_bytes, secret=secret)
+    """Unpickle a cache (every Ray task receives one): reuse this process's open handle
+    while its index file is still the same file, else open it afresh."""
+    key = (root, max_bytes, secret)
+    try:
+        inode = os.stat(Path(root) / "index.sqlite").st_ino
+    except FileNotFoundError:
+        inode = None
+    known = _OPEN.get(key)
+    if known is not None and known[1] == inode:
+        return known[0]
+    cache = StageCache(root, max_bytes=max_bytes, secret=secret)
+    _OPEN[key] = (cache, os.stat(cache.index.path).st_ino)
+    return cache
 
 
 def _read_all(fd: int, size: int) -> bytes:

@@ -3,7 +3,6 @@
 from memotune import stage, Pipeline, Float, Int, Choice, run
 """
 
-from memotune.api import tune
 from memotune.cache import StageCache
 from memotune.pipelines import (
     Choice,
@@ -22,6 +21,17 @@ from memotune.pipelines import (
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # ``tune`` pulls in the tuner stack (torch, BoTorch); Ray workers that only run
+    # stages import memotune without it.
+    if name == "tune":
+        from memotune.api import tune
+
+        return tune
+    raise AttributeError(f"module 'memotune' has no attribute {name!r}")
+
 
 __all__ = [
     "Choice",

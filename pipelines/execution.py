@@ -9,6 +9,7 @@ so a later failure loses none of the finished work.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 import traceback
@@ -28,10 +29,17 @@ _PAYLOAD_TAG = "memotune.stage-output/1"
 class StageFailed(Exception):
     """A stage raised; carries its record (with the measured cost) and the traceback."""
 
-    def __init__(self, record: StageRecord, trace: str) -> None:
+    def __init__(
+        self, record: StageRecord, trace: str, before: list[StageRecord] | None = None
+    ) -> None:
         super().__init__(f"stage '{record.stage}' failed: {record.error}")
         self.record = record
         self.trace = trace
+        #: records of the stages the same task covered before the failing one
+        self.before = list(before or [])
+
+    def __reduce__(self):  # crosses process boundaries (Ray tasks) intact
+        return (StageFailed, (self.record, self.trace, self.before))
 
 
 def open_cache(cache: StageCache | str | os.PathLike | None) -> StageCache | None:
@@ -67,6 +75,18 @@ def load_deepest(
             if hit is not None:
                 return plan.index + 1, _unwrap_payload(hit.value), hit_records(pipeline, plans, hit)
     return 0, pipeline.inputs, []
+
+
+def load_own(
+    pipeline: Pipeline, plans: list[StagePlan], plan: StagePlan, cache: StageCache | None
+) -> tuple[Any, StageRecord] | None:
+    """The output of ``plan``'s stage if it is cached, with its hit record; else ``None``."""
+    if cache is None or not plan.stage.cache:
+        return None
+    hit = cache.get(plan.key)
+    if hit is None:
+        return None
+    return _unwrap_payload(hit.value), hit_records(pipeline, plans, hit)[-1]
 
 
 def hit_records(pipeline: Pipeline, plans: list[StagePlan], hit: Hit) -> list[StageRecord]:
@@ -137,12 +157,20 @@ def execute_stage(
         cost=seconds if cost is None else float(cost),
         metrics=metrics,
         history=(context.history if context else []) + history,
-        node=os.uname().nodename,
+        node=node_name(),
     )
     record.charged = pipeline.charge(record)
     if cache is not None and stage.cache:
         _store(cache, plan, value, record, chain + [chain_link(plan, record)])
     return value, record
+
+
+def node_name() -> str:
+    """Where this process runs: the Ray node id inside a Ray worker, else the host name."""
+    ray = sys.modules.get("ray")  # never import Ray just to ask
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return os.uname().nodename
 
 
 def chain_link(plan: StagePlan, record: StageRecord) -> dict[str, Any]:

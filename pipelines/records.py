@@ -17,13 +17,15 @@ class StageRecord:
     even on a hit (the cache entry carries them); ``load_seconds`` is what
     this trial spent loading it and ``charged`` what it charged the budget.
     On a hit only the deepest cached stage is loaded (``loaded``); the stages
-    before it are skipped, also hits.
+    before it are skipped, also hits. A ``shared`` stage is a hit on work that
+    another running trial was computing: this trial waited for it instead.
     """
 
     stage: str
     key: str
     hit: bool = False
     loaded: bool = False
+    shared: bool = False
     compute_seconds: float = 0.0
     cost: float = 0.0
     load_seconds: float = 0.0

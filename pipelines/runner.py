@@ -61,7 +61,7 @@ def run_trial(
             )
         except StageFailed as failure:
             records.append(failure.record)
-            return _failed(config, records, failure.args[0], failure.trace, trial_id, started)
+            return failed_trial(config, records, failure.args[0], failure.trace, trial_id, started)
         records.append(record)
         chain.append(chain_link(plan, record))
     return finish_trial(pipeline, config, upstream, records, trial_id, started)
@@ -79,7 +79,7 @@ def finish_trial(
     try:
         objective, metrics = pipeline.objective_from(output)
     except ObjectiveError as error:
-        return _failed(config, records, str(error), None, trial_id, started)
+        return failed_trial(config, records, str(error), None, trial_id, started)
     return TrialRecord(
         config=config,
         status=COMPLETED,
@@ -92,7 +92,7 @@ def finish_trial(
     )
 
 
-def _failed(
+def failed_trial(
     config: dict[str, dict[str, Any]],
     records: list[StageRecord],
     error: str,

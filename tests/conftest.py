@@ -16,10 +16,11 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def ray_session():
-    """One embedded Ray for the whole test session: 2 CPUs, no dashboard."""
+    """One embedded Ray for the whole test session: 2 CPUs, no dashboard; always a new
+    local instance, never a ``ray start`` cluster that happens to run on the machine."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()

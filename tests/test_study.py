@@ -36,7 +36,7 @@ KILLABLE = textwrap.dedent(
 
     if __name__ == "__main__":
         tune(pipeline, tuner="eeipu", trials=int(sys.argv[1]), study="killed", seed=0,
-             progress=False, tuner_options={"n_init": 3})
+             progress=False, tracking=False, runner=sys.argv[2], tuner_options={"n_init": 3})
     """
 )
 
@@ -46,21 +46,30 @@ def journal_rows(path):
         return db.execute("SELECT id, status, record FROM trials ORDER BY id").fetchall()
 
 
-def test_a_study_killed_mid_trial_resumes_without_losing_or_rerunning_trials(tmp_path):
+def started_trials(log) -> set[int]:
+    return {int(line) for line in log.read_text().split()} if log.exists() else set()
+
+
+@pytest.mark.parametrize("runner", ["local", "ray"])
+def test_a_study_killed_mid_trial_resumes_without_losing_or_rerunning_trials(tmp_path, runner):
     script = tmp_path / "killable.py"
     script.write_text(KILLABLE)
     log = tmp_path / "calls.log"
     env = {**os.environ, "CALL_LOG": str(log)}
     journal = tmp_path / ".memotune" / "studies" / "killed" / "journal.sqlite"
-    child = subprocess.Popen([sys.executable, str(script), "8"], env=env, cwd=tmp_path)
-    deadline = time.time() + 120
-    while time.time() < deadline:
+    child = subprocess.Popen([sys.executable, str(script), "8", runner], env=env, cwd=tmp_path)
+    deadline = time.time() + 180
+    while time.time() < deadline:  # kill it while a trial's train stage is running
         if journal.exists():
-            rows = journal_rows(journal)
+            try:
+                rows = journal_rows(journal)
+            except sqlite3.OperationalError:  # the schema is being created
+                continue
             done = [r for r in rows if r[1] != "running"]
-            if len(done) >= 4 and any(r[1] == "running" for r in rows):
+            running = {r[0] for r in rows if r[1] == "running"}
+            if len(done) >= 4 and running and running <= started_trials(log):
                 break
-        time.sleep(0.05)
+        time.sleep(0.02)
     child.send_signal(signal.SIGKILL)
     child.wait()
     before = journal_rows(journal)
@@ -69,7 +78,7 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_rerunning_trials(tmp
     assert len(finished_before) >= 4 and len(running_before) == 1
 
     resumed = subprocess.run(
-        [sys.executable, str(script), "8"],
+        [sys.executable, str(script), "8", runner],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -102,6 +111,8 @@ def test_a_raising_stage_is_recorded_and_the_study_goes_on():
         seed=0,
         study="risky",
         progress=False,
+        tracking=False,
+        runner="local",
         tuner_options={"n_init": 4},
     )
     failed = [r for r in result.trials if not r.completed]
@@ -133,6 +144,8 @@ def test_too_many_consecutive_failures_stop_the_study_clearly():
             study="doomed",
             max_consecutive_failures=3,
             progress=False,
+            tracking=False,
+            runner="local",
         )
     assert len(stop.value.result.trials) == 3
 
@@ -144,34 +157,80 @@ def quick(inputs, x, n):
 
 def test_budgets_are_totals_and_resuming_extends_them():
     pipe = Pipeline([quick])
-    first = tune(pipe, tuner="random", trials=5, study="grow", progress=False)
+    first = tune(
+        pipe, tuner="random", trials=5, study="grow", progress=False, tracking=False, runner="local"
+    )
     assert len(first.trials) == 5 and first.budget["trials"] == 5
-    again = tune(pipe, tuner="random", trials=5, study="grow", progress=False)
+    again = tune(
+        pipe, tuner="random", trials=5, study="grow", progress=False, tracking=False, runner="local"
+    )
     assert len(again.trials) == 5 and again.restored == 5  # nothing more to do
-    more = tune(pipe, tuner="random", trials=8, study="grow", progress=False)
+    more = tune(
+        pipe, tuner="random", trials=8, study="grow", progress=False, tracking=False, runner="local"
+    )
     assert len(more.trials) == 8 and more.restored == 5
     assert [r.config for r in more.trials[:5]] == [r.config for r in first.trials]
 
 
 def test_a_cost_budget_stops_once_spent_and_charges_the_tuner():
     synthetic = synthetic_pipeline("synthetic-3")
-    result = tune(synthetic, tuner="random", budget=60, study="units", progress=False)
+    result = tune(
+        synthetic,
+        tuner="random",
+        budget=60,
+        study="units",
+        progress=False,
+        tracking=False,
+        runner="local",
+    )
     spent = sum(r.charged for r in result.trials)
     assert spent >= 60 and spent - result.trials[-1].charged < 60
     assert result.budget["tuner"] == 0.0  # cost units: the tuner's seconds are reported apart
 
-    seconds = tune(Pipeline([quick]), tuner="random", budget=0.05, study="secs", progress=False)
+    seconds = tune(
+        Pipeline([quick]),
+        tuner="random",
+        budget=0.05,
+        study="secs",
+        progress=False,
+        tracking=False,
+        runner="local",
+    )
     assert seconds.budget["tuner"] > 0 and seconds.budget["tuner"] == pytest.approx(
         sum(r.info["tuner_seconds"] for r in seconds.trials)
     )
 
 
 def test_resuming_with_another_space_or_tuner_is_refused():
-    tune(Pipeline([quick]), tuner="random", trials=2, study="fixed", progress=False)
+    tune(
+        Pipeline([quick]),
+        tuner="random",
+        trials=2,
+        study="fixed",
+        progress=False,
+        tracking=False,
+        runner="local",
+    )
     with pytest.raises(StudyError, match="it was run with tuner 'random', not 'ei'"):
-        tune(Pipeline([quick]), tuner="ei", trials=3, study="fixed", progress=False)
+        tune(
+            Pipeline([quick]),
+            tuner="ei",
+            trials=3,
+            study="fixed",
+            progress=False,
+            tracking=False,
+            runner="local",
+        )
     with pytest.raises(StudyError, match="search space differs"):
-        tune(Pipeline([risky]), tuner="random", trials=3, study="fixed", progress=False)
+        tune(
+            Pipeline([risky]),
+            tuner="random",
+            trials=3,
+            study="fixed",
+            progress=False,
+            tracking=False,
+            runner="local",
+        )
 
 
 @pytest.mark.parametrize("tuner", sorted(TUNERS))
@@ -183,6 +242,8 @@ def test_every_tuner_runs_a_study_on_synthetic_3(tuner):
         seed=3,
         study=f"smoke-{tuner}",
         progress=False,
+        tracking=False,
+        runner="local",
         tuner_options=None if tuner == "random" else {"n_init": 4},
     )
     assert len(result.trials) == 7 and all(r.completed for r in result.trials)
