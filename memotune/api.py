@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from memotune.cache import DEFAULT_ROOT, StageCache
-from memotune.pipelines import Pipeline
+from memotune.pipelines import LocalRunner, Pipeline
 from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
+from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import COST, TRIALS, Budget
 from memotune.tuner.callbacks import StudyCallback
-from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
+from memotune.tuner.study import DEFAULT_STORAGE, Runner, Study, StudyResult
 
 
 def tune(
@@ -24,9 +26,15 @@ def tune(
     trials: int | None = None,
     seed: int = 0,
     study: str | None = None,
+    workers: int = 1,
     cache: StageCache | str | os.PathLike | None = DEFAULT_ROOT,
     storage: str | os.PathLike = DEFAULT_STORAGE,
+    runner: str = "ray",
+    address: str | None = None,
+    retries: int = 3,
     progress: bool = True,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
     callbacks: Sequence[StudyCallback] = (),
     max_consecutive_failures: int = 5,
     tuner_options: dict[str, Any] | None = None,
@@ -36,6 +44,17 @@ def tune(
 
     ``study`` names the study; an existing one is resumed (its budget or trial
     count becomes the new total). Without a name, a new study is started.
+
+    ``runner="ray"`` (the default) runs every stage as a Ray task, ``workers``
+    trials at a time; ``address`` (``"auto"``, ``"ray://…"``) joins a running
+    cluster, otherwise an embedded Ray starts and stops with the sweep. A stage
+    whose worker or node dies is retried ``retries`` times elsewhere.
+    ``runner="local"`` runs trials one by one in this process (for debugging).
+
+    With ``tracking`` (the default) the study is logged to MLflow at
+    ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``
+    in the working directory): an experiment named after the study, a parent run
+    for the sweep and a child run per trial. See ``memotune.tracking``.
     """
     if (budget is None) == (trials is None):
         raise ValueError("give either budget= (in cost units) or trials= (a count), not both")
@@ -45,15 +64,50 @@ def tune(
         spend = Budget(TRIALS, float(trials))
     name = study or f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     hooks = [ProgressPrinter()] if progress else []
-    return Study(
-        pipeline,
-        name=name,
-        budget=spend,
-        tuner=tuner,
-        seed=seed,
-        storage=storage,
-        cache=open_cache(cache),
-        callbacks=[*hooks, *callbacks],
-        max_consecutive_failures=max_consecutive_failures,
-        tuner_options=tuner_options,
-    ).run()
+    if tracking:
+        hooks.append(MlflowTracker(tracking_uri, announce=progress))
+    stage_cache = open_cache(cache)
+    with open_runner(runner, pipeline, stage_cache, address=address, retries=retries) as chosen:
+        return Study(
+            pipeline,
+            name=name,
+            budget=spend,
+            tuner=tuner,
+            seed=seed,
+            storage=storage,
+            cache=stage_cache,
+            runner=chosen,
+            workers=workers,
+            callbacks=[*hooks, *callbacks],
+            max_consecutive_failures=max_consecutive_failures,
+            tuner_options=tuner_options,
+        ).run()
+
+
+RUNNERS = ("ray", "local")
+
+
+@contextmanager
+def open_runner(
+    kind: str,
+    pipeline: Pipeline,
+    cache: StageCache | None,
+    *,
+    address: str | None = None,
+    retries: int = 3,
+) -> Iterator[Runner]:
+    """The runner a sweep asked for, with Ray joined or started for its length."""
+    if kind not in RUNNERS:
+        raise ValueError(f"unknown runner {kind!r}; choose one of: {', '.join(RUNNERS)}")
+    if kind == "local":
+        if address is not None:
+            raise ValueError("address= joins a Ray cluster; it needs runner='ray'")
+        yield LocalRunner(pipeline, cache)
+        return
+    from memotune.pipelines.ray_cluster import check_cache_reachable, ray_connection
+    from memotune.pipelines.ray_runner import RayRunner
+
+    with ray_connection(address):
+        if cache is not None:
+            check_cache_reachable(cache)
+        yield RayRunner(pipeline, cache, max_retries=retries)

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from memotune import __version__
-from memotune.commands import bench, cache, tune
+from memotune.commands import bench, cache, show, studies, tune, ui
 
-COMMANDS = [tune, bench, cache]
+COMMANDS = [tune, bench, studies, show, ui, cache]
 
 
 class UserError(Exception):

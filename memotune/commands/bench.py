@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     amount.add_argument("--budget", type=float, help="cost budget per run")
     amount.add_argument("--trials", type=int, help="trial count per run")
     parser.add_argument("--processes", type=int, default=2, help="runs at once (default 2)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="trials in flight within each run: proposals are made with the others pending "
+        "(default 1)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the table to this file")
     parser.set_defaults(handler=_run)
 
@@ -74,6 +81,7 @@ def _run(args: argparse.Namespace) -> None:
         trials=args.trials,
         processes=args.processes,
         on_result=progress,
+        workers=args.workers,
     )
     summary = summarize(
         results,
@@ -81,6 +89,7 @@ def _run(args: argparse.Namespace) -> None:
         budget=args.budget,
         trials=args.trials,
         direction=pipeline.direction,
+        workers=args.workers,
     )
     print(format_table(summary))
     if args.json:
@@ -107,8 +116,9 @@ def format_table(summary: dict) -> str:
             ]
         )
     amount = f"budget {summary['budget']}" if summary["budget"] else f"{summary['trials']} trials"
+    workers = f", {summary['workers']} workers" if summary.get("workers", 1) > 1 else ""
     heading = (
-        f"{summary['pipeline']}, {amount}, {summary['seeds']} seeds "
+        f"{summary['pipeline']}, {amount}{workers}, {summary['seeds']} seeds "
         f"(best: {summary['direction']}, mean ± standard error)"
     )
     headers = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from memotune.api import tune
+from memotune.api import RUNNERS, tune
 from memotune.cache import DEFAULT_ROOT
 from memotune.loading import load_pipeline
 from memotune.tuner.registry import TUNERS
@@ -13,9 +13,13 @@ from memotune.tuner.study import DEFAULT_STORAGE
 
 EXAMPLES = """examples:
   memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0
-  memotune tune examples/digits.py --tuner random --trials 20
+  memotune tune examples/digits.py --tuner random --trials 20 --workers 2
+  memotune tune examples/digits.py --budget 600 --address auto --workers 8   # join a cluster
+  memotune tune examples/digits.py --trials 5 --runner local                 # debug in-process
   memotune tune examples/digits.py --study digits --budget 120     # resume, extended to 120 s
   memotune tune pipelines.py:small --trials 10 --cache /shared/memotune-cache
+  memotune tune examples/digits.py --trials 20 --tracking-uri http://127.0.0.1:5000
+  memotune tune examples/digits.py --trials 20 --no-tracking
 """
 
 
@@ -40,6 +44,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--study", help="study name (default: a new one); an existing study resumes"
     )
     parser.add_argument("--seed", type=int, default=0, help="default: 0")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="trials in flight at once (default 1)"
+    )
+    parser.add_argument(
+        "--runner",
+        choices=RUNNERS,
+        default="ray",
+        help="ray: every stage a Ray task (default); local: one trial at a time in this process",
+    )
+    parser.add_argument(
+        "--address",
+        help="join a running Ray cluster ('auto', 'ray://HOST:10001'); default: an embedded "
+        "Ray for the length of the sweep",
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=3,
+        help="times a stage whose worker or node died is retried elsewhere (default 3)",
+    )
     parser.add_argument("--cache", default=DEFAULT_ROOT, help=f"cache folder ({DEFAULT_ROOT})")
     parser.add_argument("--no-cache", action="store_true", help="run every stage every time")
     parser.add_argument(
@@ -48,6 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-failures", type=int, default=5, help="stop after this many failed trials in a row"
     )
+    tracking = parser.add_mutually_exclusive_group()
+    tracking.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow store or server (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
+    )
+    tracking.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     parser.add_argument("--json", action="store_true", help="print the result as JSON at the end")
     parser.set_defaults(handler=_run)
 
@@ -61,9 +92,15 @@ def _run(args: argparse.Namespace) -> None:
         trials=args.trials,
         seed=args.seed,
         study=args.study,
+        workers=args.workers,
         cache=None if args.no_cache else args.cache,
         storage=args.storage,
+        runner=args.runner,
+        address=args.address,
+        retries=args.retries,
         max_consecutive_failures=args.max_failures,
+        tracking=not args.no_tracking,
+        tracking_uri=args.tracking_uri,
     )
     summary = {
         "study": result.study,

@@ -1,0 +1,114 @@
+"""``memotune show STUDY``: a study's best trials and where its budget went."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from memotune import report
+from memotune.catalog import StoredStudy, load_study
+from memotune.formatting import table
+from memotune.tuner.study import DEFAULT_STORAGE
+
+EXAMPLES = """examples:
+  memotune show digits
+  memotune show digits --top 20
+  memotune show synthetic-3-run --storage /shared/memotune-studies --json
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "show",
+        help="a study's best trials and budget breakdown",
+        description=(
+            "Show a study: its settings, its best trials with their configurations, and "
+            "where the budget went, stage by stage, with what the cache saved."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("study", metavar="STUDY", help="the study's name (see `memotune studies`)")
+    parser.add_argument(
+        "--storage", default=DEFAULT_STORAGE, help=f"where studies live ({DEFAULT_STORAGE})"
+    )
+    parser.add_argument("--top", type=int, default=10, help="how many best trials (default 10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.top < 1:
+        raise ValueError(f"--top must be at least 1, got {args.top}")
+    study = load_study(args.storage, args.study)
+    best = report.best_trials(study.records, study.maximize, args.top)
+    budget = study.budget.summary()
+    cost_headers, cost_rows = report.cost_table(study.records, budget)
+    if args.json:
+        print(json.dumps(_as_json(study, best, budget, cost_headers, cost_rows), indent=2))
+        return
+    settings = study.settings
+    print(
+        f"study '{study.name}' ({study.path}): pipeline {settings.get('pipeline')}, tuner "
+        f"{settings.get('tuner')}, seed {settings.get('seed')}, "
+        f"{settings.get('direction')} {settings.get('objective')}"
+    )
+    running = f", {len(study.running)} running" if study.running else ""
+    print(f"trials: {len(study.records)} finished ({study.failed} failed){running}")
+    print(_budget_line(budget))
+    if best:
+        print(f"\nbest {len(best)} trials")
+        print(_best_table(best, settings.get("objective", "objective")))
+    else:
+        print("\nno completed trials yet")
+    print("\nbudget by stage (in the pipeline's cost unit: seconds unless its stages report one)")
+    print(table(cost_headers, cost_rows))
+
+
+def _best_table(best: list, objective: str) -> str:
+    params = report.param_columns(best)
+    headers = ["rank", "trial", objective, *params, "hits", "cost"]
+    rows = []
+    for rank, record in enumerate(best, 1):
+        values = [record.config.get(p.split(".", 1)[0], {}).get(p.split(".", 1)[1]) for p in params]
+        rows.append(
+            [rank, record.trial_id, record.objective, *values, record.cache_hits, record.charged]
+        )
+    return table(headers, rows)
+
+
+def _budget_line(budget: dict) -> str:
+    if budget["kind"] == "trials":
+        return f"budget: {budget['spent']:.0f} of {budget['total']:.0f} trials"
+    share = 100 * budget["spent"] / budget["total"]
+    tuner = f"tuner {budget['tuner']:.4g}"
+    if not budget["tuner"] and budget["tuner_seconds"]:
+        tuner = f"tuner {budget['tuner_seconds']:.4g}s (not charged)"
+    return (
+        f"budget: {budget['spent']:.4g} of {budget['total']:.4g} spent ({share:.0f}%): compute "
+        f"{budget['compute']:.4g}, cache loads {budget['cache_loads']:.4g}, {tuner}; "
+        f"the cache saved {budget['saved_by_cache']:.4g}"
+    )
+
+
+def _as_json(study: StoredStudy, best, budget, cost_headers, cost_rows) -> dict:
+    return {
+        "study": study.name,
+        "path": str(study.path),
+        "settings": {k: v for k, v in study.settings.items() if k != "space"},
+        "trials": len(study.records),
+        "failed": study.failed,
+        "running": study.running,
+        "best": [
+            {
+                "trial": r.trial_id,
+                "objective": r.objective,
+                "config": r.config,
+                "cache_hits": r.cache_hits,
+                "cost": r.charged,
+            }
+            for r in best
+        ],
+        "budget": budget,
+        "stages": [dict(zip(cost_headers, row, strict=True)) for row in cost_rows],
+    }

@@ -1,0 +1,232 @@
+"""What a study's trials add up to: the trials table, the convergence curve,
+the cost breakdown by stage and the best trials.
+
+Pure functions over trial records; the MLflow artifacts and ``memotune show``
+are both made from them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from memotune.pipelines import TrialRecord
+from memotune.tuner.budget import Budget
+
+
+@dataclass
+class Point:
+    """One finished trial on the convergence curve."""
+
+    trial_id: int | None
+    completed: bool
+    objective: float | None
+    cost: float  # what the trial added to the budget spent
+    spent: float  # budget spent once this trial was charged
+    best: float | None  # best objective so far (None until a trial completes)
+    cache_hits: int
+
+
+@dataclass
+class StageCost:
+    """What one stage cost the study, and what its cache hits spared."""
+
+    stage: str
+    runs: int = 0  # computed (misses)
+    hits: int = 0
+    compute: float = 0.0  # charged by the runs
+    loads: float = 0.0  # charged by the hits
+    saved: float = 0.0  # true cost of the hits minus what they were charged
+
+    @property
+    def charged(self) -> float:
+        return self.compute + self.loads
+
+
+def replay_budget(records: Sequence[TrialRecord], template: Budget) -> list[float]:
+    """The budget spent after each record, charging them in order into a fresh copy of
+    ``template`` (its kind, total and whether the tuner's time is charged)."""
+    budget = Budget(template.kind, template.total, charge_tuner=template.charge_tuner)
+    spent = []
+    for record in records:
+        budget.charge(record)
+        spent.append(budget.spent)
+    return spent
+
+
+def settle(records: Sequence[TrialRecord], kind: str, total: float) -> Budget:
+    """A budget charged with ``records``, as the study charged it."""
+    charge_tuner = any(float(r.info.get("tuner_charged", 0.0)) > 0 for r in records)
+    budget = Budget(kind, total, charge_tuner=charge_tuner)
+    for record in records:
+        budget.charge(record)
+    return budget
+
+
+def convergence(
+    records: Sequence[TrialRecord], spent: Sequence[float], maximize: bool
+) -> list[Point]:
+    """Best objective so far against the budget spent, one point per finished trial."""
+    points: list[Point] = []
+    for record, after in zip(records, spent, strict=True):
+        points.append(next_point(points[-1] if points else None, record, after, maximize))
+    return points
+
+
+def next_point(previous: Point | None, record: TrialRecord, spent: float, maximize: bool) -> Point:
+    """The point after ``previous`` for a trial that brought the budget spent to ``spent``."""
+    best = previous.best if previous else None
+    if record.completed and record.objective is not None:
+        if best is None or (record.objective > best if maximize else record.objective < best):
+            best = record.objective
+    return Point(
+        trial_id=record.trial_id,
+        completed=record.completed,
+        objective=record.objective,
+        cost=spent - (previous.spent if previous else 0.0),
+        spent=spent,
+        best=best,
+        cache_hits=record.cache_hits,
+    )
+
+
+def stage_costs(records: Sequence[TrialRecord]) -> list[StageCost]:
+    """Per stage, in pipeline order: runs and hits, what they were charged, what was saved."""
+    costs: dict[str, StageCost] = {}
+    for record in records:
+        for stage in record.stages:
+            cost = costs.setdefault(stage.stage, StageCost(stage.stage))
+            if stage.hit:
+                cost.hits += 1
+                cost.loads += stage.charged
+                cost.saved += max(0.0, stage.cost - stage.charged)
+            else:
+                cost.runs += 1
+                cost.compute += stage.charged
+    return list(costs.values())
+
+
+def cost_table(records: Sequence[TrialRecord], budget: dict[str, Any]) -> tuple[list, list]:
+    """The cost breakdown as a table: one row per stage, then the tuner (its runs are
+    proposals; it is charged only on budgets in seconds) and the total (stage runs and
+    hits, everything charged). ``budget`` is the study's ``Budget.summary()``."""
+    headers = ["stage", "runs", "hits", "compute", "cache_loads", "charged", "saved_by_cache"]
+    rows: list[list] = []
+    for cost in stage_costs(records):
+        rows.append(
+            [cost.stage, cost.runs, cost.hits, cost.compute, cost.loads, cost.charged, cost.saved]
+        )
+    runs, hits = sum(r[1] for r in rows), sum(r[2] for r in rows)
+    proposals = sum("phase" in r.info for r in records)
+    rows.append(["(tuner)", proposals, 0, budget["tuner"], 0.0, budget["tuner"], 0.0])
+    rows.append(
+        [
+            "total",
+            runs,
+            hits,
+            sum(r[3] for r in rows),
+            sum(r[4] for r in rows),
+            sum(r[5] for r in rows),
+            sum(r[6] for r in rows),
+        ]
+    )
+    return headers, rows
+
+
+def best_trials(records: Sequence[TrialRecord], maximize: bool, n: int) -> list[TrialRecord]:
+    """The ``n`` best completed trials, best first (ties: the earlier trial first)."""
+    completed = [r for r in records if r.completed and r.objective is not None]
+    sign = -1 if maximize else 1
+    return sorted(completed, key=lambda r: (sign * r.objective, _order(r.trial_id)))[:n]
+
+
+def param_columns(records: Sequence[TrialRecord]) -> list[str]:
+    """``stage.param`` for every parameter the records set, in first-seen order."""
+    columns: dict[str, None] = {}
+    for record in records:
+        for stage, params in record.config.items():
+            for name in params:
+                columns[f"{stage}.{name}"] = None
+    return list(columns)
+
+
+def trials_table(records: Sequence[TrialRecord], points: Sequence[Point]) -> tuple[list, list]:
+    """One row per trial, in the order they finished: outcome, settings, what the tuner
+    knew, what each stage cost and whether it was a hit."""
+    params = param_columns(records)
+    stages = list(dict.fromkeys(s.stage for r in records for s in r.stages))
+    metrics = list(dict.fromkeys(m for r in records for m in r.metrics if m != "objective"))
+    headers = [
+        "trial",
+        "status",
+        "objective",
+        *metrics,
+        *params,
+        "phase",
+        "acquisition",
+        "eta",
+        "prefix_depth",
+        "reused_prefix",
+        "cache_hits",
+        "trial_cost",
+        "budget_spent",
+        "tuner_seconds",
+    ]
+    for stage in stages:
+        headers += [f"{stage}.hit", f"{stage}.charged", f"{stage}.compute_seconds"]
+        headers += [f"{stage}.load_seconds"]
+    headers += ["started", "finished", "error"]
+    rows = []
+    for record, point in zip(records, points, strict=True):
+        by_stage = {s.stage: s for s in record.stages}
+        row = [record.trial_id, record.status, record.objective]
+        row += [record.metrics.get(m) for m in metrics]
+        row += [record.config.get(p.split(".", 1)[0], {}).get(p.split(".", 1)[1]) for p in params]
+        info = record.info
+        row += [info.get(k) for k in ("phase", "acquisition", "eta", "prefix_depth")]
+        row += [record.reused_depth, record.cache_hits, point.cost, point.spent]
+        row += [info.get("tuner_seconds")]
+        for stage in stages:
+            s = by_stage.get(stage)
+            row += (
+                [None, None, None, None]
+                if s is None
+                else [
+                    int(s.hit),
+                    s.charged,
+                    s.compute_seconds,
+                    s.load_seconds,
+                ]
+            )
+        row += [record.started, record.finished, record.error]
+        rows.append(row)
+    return headers, rows
+
+
+def to_csv(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """CSV text; settings that are not plain scalars are written as JSON."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(headers)
+    for row in rows:
+        writer.writerow([_csv_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _order(trial_id: int | None) -> int:
+    return -1 if trial_id is None else trial_id
