@@ -23,8 +23,12 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m "slow or not slow"
 
+# A real EEIPU sweep on the digits pipeline: embedded Ray, 2 trials at once, MLflow in ./mlflow.db.
+DEMO_STUDY := demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
-	$(BIN)/python examples/demo.py
+	$(BIN)/memotune tune examples/digits.py --tuner eeipu --budget 60 --workers 2 --study $(DEMO_STUDY)
+	$(BIN)/memotune show $(DEMO_STUDY) --top 5
+	@echo "Browse every trial in MLflow:  $(BIN)/memotune ui"
 
 lint: setup
 	$(BIN)/ruff check .

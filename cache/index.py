@@ -172,6 +172,8 @@ class Index:
         victims: list[EntryInfo] = []
         with self._transaction() as db:
             total = db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM entries").fetchone()[0]
+            if total <= max_bytes:
+                return victims
             candidates = db.execute(
                 _SELECT + " WHERE NOT EXISTS (SELECT 1 FROM pins p WHERE p.key = e.key)"
                 " ORDER BY e.priority ASC, e.last_used ASC"

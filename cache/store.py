@@ -6,8 +6,10 @@ same key both succeed and leave one intact entry (each file carries its own
 checksum and signature, so whichever rename lands last is consistent).
 Reads verify the signature before anything is unpickled; a damaged or
 foreign object is reported, dropped and treated as a miss, so the stage is
-recomputed. Large outputs are memory-mapped (numpy arrays copy-on-write), so
-a hit costs about one pass of hashing over the file.
+recomputed. Large outputs of this user's own are memory-mapped (numpy arrays
+copy-on-write), so a hit costs about one pass of hashing over the file; a
+file someone else could rewrite after the check is read once and unpickled
+from the verified bytes.
 """
 
 from __future__ import annotations
@@ -143,6 +145,15 @@ class StageCache:
             return None
         except SignatureError as error:
             self._drop(info, f"{error}; it was not unpickled")
+            return None
+        except (ImportError, AttributeError) as error:  # sound, but its code is missing here
+            warnings.warn(
+                f"cache entry {key[:12]} of stage '{info.stage}' needs code this process cannot "
+                f"import ({type(error).__name__}: {error}); the stage is recomputed here and "
+                "the entry kept",
+                CacheWarning,
+                stacklevel=2,
+            )
             return None
         except Exception as error:  # noqa: BLE001 - any unpickling failure means "recompute"
             self._drop(info, f"it could not be unpickled ({type(error).__name__}: {error})")
@@ -284,16 +295,18 @@ class StageCache:
     def _load(self, key: str) -> Any:
         fd = os.open(self.path(key), os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            if size <= SMALL_OBJECT_BYTES or not _PROC_FD.is_dir():
+            status = os.fstat(fd)
+            size = status.st_size
+            if size <= SMALL_OBJECT_BYTES or not _PROC_FD.is_dir() or not _only_ours(status):
                 data = _read_all(fd, size)
                 payload_bytes = verify(self._secret, key, memoryview(data))
                 return joblib.load(io.BytesIO(memoryview(data)[:payload_bytes]))
             with mmap.mmap(fd, size, access=mmap.ACCESS_READ) as mapped:
                 with memoryview(mapped) as data:
                     verify(self._secret, key, data)
-            # Load through our own descriptor: the very inode that was verified,
-            # even if someone renames another file over the path meanwhile.
+            # Load through our own descriptor: the very inode that was verified, even
+            # if someone renames another file over the path meanwhile. Nobody else can
+            # write to it (``_only_ours``), so it still holds what was verified.
             return joblib.load(_PROC_FD / str(fd), mmap_mode="c")
         finally:
             os.close(fd)
@@ -341,6 +354,12 @@ def _rebuild(root: str, max_bytes: int | None, secret: bytes) -> StageCache:
     cache = StageCache(root, max_bytes=max_bytes, secret=secret)
     _OPEN[key] = (cache, os.stat(cache.index.path).st_ino)
     return cache
+
+
+def _only_ours(status: os.stat_result) -> bool:
+    """Whether only this user can change the file: then it may be memory-mapped after it
+    was verified; otherwise it is read once and unpickled from the verified bytes."""
+    return status.st_uid == os.geteuid() and not status.st_mode & 0o022
 
 
 def _read_all(fd: int, size: int) -> bytes:

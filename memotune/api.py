@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 from memotune.cache import DEFAULT_ROOT, StageCache
-from memotune.pipelines import LocalRunner, Pipeline
+from memotune.pipelines import Pipeline
 from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
+from memotune.runners import open_runner
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import COST, TRIALS, Budget
 from memotune.tuner.callbacks import StudyCallback
-from memotune.tuner.study import DEFAULT_STORAGE, Runner, Study, StudyResult
+from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
 
 
 def tune(
@@ -82,32 +82,3 @@ def tune(
             max_consecutive_failures=max_consecutive_failures,
             tuner_options=tuner_options,
         ).run()
-
-
-RUNNERS = ("ray", "local")
-
-
-@contextmanager
-def open_runner(
-    kind: str,
-    pipeline: Pipeline,
-    cache: StageCache | None,
-    *,
-    address: str | None = None,
-    retries: int = 3,
-) -> Iterator[Runner]:
-    """The runner a sweep asked for, with Ray joined or started for its length."""
-    if kind not in RUNNERS:
-        raise ValueError(f"unknown runner {kind!r}; choose one of: {', '.join(RUNNERS)}")
-    if kind == "local":
-        if address is not None:
-            raise ValueError("address= joins a Ray cluster; it needs runner='ray'")
-        yield LocalRunner(pipeline, cache)
-        return
-    from memotune.pipelines.ray_cluster import check_cache_reachable, ray_connection
-    from memotune.pipelines.ray_runner import RayRunner
-
-    with ray_connection(address):
-        if cache is not None:
-            check_cache_reachable(cache)
-        yield RayRunner(pipeline, cache, max_retries=retries)

@@ -172,7 +172,11 @@ class Pipeline:
                 f"'{self.objective}', got {type(output).__name__}"
             )
         value = metrics[self.objective]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ObjectiveError(
                 f"stage '{last}' reported objective '{self.objective}' = {value!r}"
             )

@@ -31,22 +31,26 @@ from .execution import StageFailed, chain_link, execute_stage, load_deepest, loa
 from .pipeline import Pipeline, StagePlan
 from .records import StageRecord, TrialRecord
 from .runner import failed_trial, finish_trial
-from .shipping import ship_by_value
+from .shipping import UserCode
 
 
 def _stage_task(
-    pipeline: Pipeline,
+    code: UserCode,
+    pipeline_ref: list[ray.ObjectRef],
     config: dict[str, dict[str, Any]],
     index: int,
     load: bool,
     cache: StageCache | None,
     trial_id: int,
-    upstream: Any,
+    upstream_ref: list[ray.ObjectRef],
     *upstream_records: list[StageRecord],
 ) -> tuple[Any, list[StageRecord]]:
     """Run stage ``index`` of a trial inside a Ray task; return its output and records.
 
-    ``upstream_records`` are the records of the stages before ``index``. With
+    The pipeline and the upstream output come as object references wrapped in
+    lists, which Ray leaves alone: they are fetched only once the user's modules
+    are imported (``code``). ``upstream_records`` are the records of the stages
+    before ``index``. With
     ``load``, this is the trial's first task: it loads the deepest cached
     output before ``index`` itself (and computes any stage whose entry was
     evicted since the driver looked), and also returns the records of the
@@ -54,6 +58,9 @@ def _stage_task(
     A stage whose output is in the cache already (stored by another sweep, or by
     an earlier attempt of this task before its node died) is loaded, not rerun.
     """
+    code.load()
+    pipeline: Pipeline = ray.get(pipeline_ref[0])
+    upstream = ray.get(upstream_ref[0]) if upstream_ref else None
     plans = pipeline.plan(config)
     covered: list[StageRecord] = []
     if load:
@@ -117,10 +124,10 @@ class RayRunner:
             raise RuntimeError("the Ray runner needs Ray: call ray.init() or use memotune.tune")
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
-        ship_by_value([s.fn for s in pipeline.stages], pipeline.inputs)
         self.pipeline = pipeline
         self.cache = cache
         self.max_retries = max_retries
+        self._code = UserCode.of([s.fn for s in pipeline.stages], pipeline.inputs)
         self._pipeline_ref = ray.put(pipeline)
         self._remote = ray.remote(_stage_task)
         self._trials: dict[int, _Trial] = {}
@@ -196,13 +203,14 @@ class RayRunner:
             retry_exceptions=False,
             name=f"memotune:{trial.id}:{plans[min(index, len(plans) - 1)].stage.name}",
         ).remote(
-            self._pipeline_ref,
+            self._code,
+            [self._pipeline_ref],
             trial.config,
             index,
             load,
             self.cache,
             trial.id,
-            upstream,
+            [] if upstream is None else [upstream],
             *[task.records for task in trial.tasks],
         )
         trial.tasks.append(_Task(records, min(index, len(plans) - 1)))
@@ -250,8 +258,9 @@ class RayRunner:
         self, trial: _Trial, task: _Task, records: list[StageRecord], error: Exception
     ) -> TrialRecord:
         name = trial.plans[task.stage].stage.name
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        message = f"stage '{name}' failed: {type(error).__name__}: {reason}"
+        cause = getattr(error, "cause", None) or error  # a task error: what the task raised
+        reason = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        message = f"stage '{name}' failed: {type(cause).__name__}: {reason}"
         return failed_trial(trial.config, records, message, None, trial.id, trial.started)
 
     def _shared(self, record: StageRecord) -> StageRecord:

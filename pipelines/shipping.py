@@ -1,42 +1,78 @@
-"""Shipping user code to Ray workers that cannot import it.
+"""Shipping user code to Ray's worker processes.
 
-Ray pickles a function by reference to its module when that module is
-imported in the driver, so a worker must be able to import it too. A
-pipeline file loaded from a path (``memotune tune examples/x.py``), a
-script's or a test's module are not importable on the workers; their modules
-are registered to be pickled by value instead. Installed distributions
-(memotune included, editable installs too) and the standard library stay by
-reference.
+Ray unpickles a task's arguments before the task runs, and pickles a
+function or class by reference to its module, so a worker must be able to
+import that module. A pipeline file loaded from a path (``memotune tune
+examples/x.py`` imports it as ``memotune_user_x_<hash>``), a script's helper
+module or a test file is not importable on the workers. :class:`UserCode`
+lists those modules with their files; a task imports them by path, under the
+same names, before it unpickles anything of the user's (the runners send
+those objects as object references or bytes that the task resolves itself).
+Objects then keep their real classes everywhere, so a stage output whose
+class lives in the pipeline file pickles into the cache and loads from it in
+any process. The files must be readable at the same path on every node, like
+the cache. Installed distributions (memotune included, editable installs
+too) and the standard library are imported as usual. A ``__main__`` module
+cannot be imported by name; cloudpickle sends its objects by value.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from collections.abc import Iterable
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from importlib.metadata import packages_distributions
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ray import cloudpickle
+
+class UserCodeError(ImportError):
+    """A worker could not import one of the user's modules from its file."""
 
 
-def ship_by_value(*objects: Any) -> list[str]:
-    """Register the modules of ``objects`` (and of the callables and data they hold)
-    to be pickled by value unless they are installed; return the modules' names."""
-    shipped = []
-    for name in sorted(_module_names(objects)):
-        module = sys.modules.get(name)
-        if module is not None and name != "__main__" and not _installed(module):
-            cloudpickle.register_pickle_by_value(module)
-            shipped.append(name)
-    return shipped
+@dataclass(frozen=True)
+class UserCode:
+    """The user's own modules an object graph needs: ``(module name, file path)`` pairs."""
+
+    modules: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, *objects: Any) -> UserCode:
+        """The modules defining ``objects``, their types, and what they hold (closures,
+        partials, dicts, lists, tuples, dataclasses, three levels down) that a worker
+        cannot import by name."""
+        found = {}
+        for name in sorted(_module_names(objects)):
+            module = sys.modules.get(name)
+            path = getattr(module, "__file__", None)
+            if module is not None and name != "__main__" and path and not _installed(module):
+                found[name] = str(Path(path).resolve())
+        return cls(tuple(found.items()))
+
+    def load(self) -> None:
+        """Import every module not imported in this process yet, from its file."""
+        for name, path in self.modules:
+            if name in sys.modules:
+                continue
+            spec = importlib.util.spec_from_file_location(name, path)
+            if spec is None or spec.loader is None or not Path(path).is_file():
+                raise UserCodeError(
+                    f"module '{name}' is {path} on the driver, which this worker cannot read: "
+                    "the pipeline's files must be at the same path on every node"
+                )
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[name]
+                raise
 
 
 def _module_names(objects: Iterable[Any], depth: int = 3) -> set[str]:
-    """The modules defining ``objects`` and their types, and those of what they hold
-    (closures, partials, dicts, lists, tuples, dataclasses) down to ``depth`` levels."""
     names = set()
     for obj in objects:
         for candidate in (obj, type(obj)):
@@ -48,11 +84,15 @@ def _module_names(objects: Iterable[Any], depth: int = 3) -> set[str]:
     return names
 
 
+#: How many items of a container are looked into (containers of data are homogeneous).
+_ITEMS = 50
+
+
 def _held(obj: Any) -> list[Any]:
     if isinstance(obj, dict):
-        return list(obj.values())
+        return list(obj.values())[:_ITEMS]
     if isinstance(obj, (list, tuple)):
-        return list(obj)
+        return list(obj[:_ITEMS])
     if isinstance(obj, functools.partial):
         return [obj.func, *obj.args, *obj.keywords.values()]
     if is_dataclass(obj) and not isinstance(obj, type):

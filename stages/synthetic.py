@@ -22,9 +22,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import torch
-from botorch.test_functions import Beale, Hartmann
-from botorch.test_functions.synthetic import SyntheticTestFunction
 
 from memotune.pipelines import Float, Output, Pipeline, Stage
 
@@ -36,10 +33,18 @@ _SHAPES: list[Callable[[float], float]] = [
     lambda x: 1.0 / (1.0 + math.exp(-10.0 * x)),
     lambda x: x * x,
 ]
-_FUNCTIONS: dict[str, Callable[[], SyntheticTestFunction]] = {
-    "beale": lambda: Beale(negate=True),  # its own domain, [-4.5, 4.5]², holds [-2, 2]²
-    "hartmann": lambda: Hartmann(dim=3, bounds=[BOUNDS] * 3, negate=True),
-}
+
+
+def _test_function(name: str):
+    """The negated BoTorch test function (imported here: listing the pipelines, as the
+    CLI does, needs no BoTorch)."""
+    from botorch.test_functions import Beale, Hartmann
+
+    if name == "beale":
+        return Beale(negate=True)  # its own domain, [-4.5, 4.5]², holds [-2, 2]²
+    return Hartmann(dim=3, bounds=[BOUNDS] * 3, negate=True)
+
+
 LAYOUTS = {
     "synthetic-3": ["beale", "hartmann", "beale"],
     "synthetic-10": ["beale", "hartmann"] * 5,
@@ -60,7 +65,9 @@ def stage_cost(x: list[float], stage: int, cost_seed: int = 0) -> float:
 def synthetic_stage(function: str, index: int, *, last: bool, cost_seed: int = 0) -> Stage:
     """Stage ``index`` of a synthetic pipeline: adds ``-function(x)`` to its upstream sum;
     the ``last`` stage reports the sum as the objective."""
-    test_function = _FUNCTIONS[function]()
+    import torch
+
+    test_function = _test_function(function)
     names = [f"x{d}" for d in range(test_function.dim)]
 
     def run(upstream: float | None, **params: float) -> Output:

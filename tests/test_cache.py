@@ -9,7 +9,12 @@ import pytest
 
 from memotune import Int, Pipeline, StageCache, run, stage
 from memotune.cache import CacheWarning
-from memotune.cache.signing import SignatureError, default_secret_path, load_secret
+from memotune.cache.signing import (
+    SignatureError,
+    default_secret_path,
+    load_secret,
+    make_trailer,
+)
 
 SECRET_A = "a" * 32
 SECRET_B = "b" * 32
@@ -48,6 +53,30 @@ def test_small_and_large_objects_round_trip(tmp_path):
     info = cache.info("small")
     assert info.hits == 1 and info.load_seconds is not None
     assert stat.S_IMODE(os.stat(cache.path("small")).st_mode) == 0o444
+
+
+def test_a_large_entry_others_could_rewrite_is_loaded_from_verified_bytes(tmp_path):
+    """Memory-mapping after the check is safe only while nobody else can write the file."""
+    cache = StageCache(tmp_path / "c", secret=SECRET_A)
+    big = np.arange(3 * 2**20 // 8, dtype=np.float64)
+    put(cache, "big", big)
+    assert isinstance(cache.get("big").value, np.memmap)  # our own read-only file: mapped
+    os.chmod(cache.path("big"), 0o464)  # group-writable: someone could rewrite it later
+    loaded = cache.get("big").value
+    assert not isinstance(loaded, np.memmap) and np.array_equal(loaded, big)
+
+
+def test_an_entry_whose_code_is_missing_here_is_a_miss_but_kept(tmp_path):
+    cache = StageCache(tmp_path / "c", secret=SECRET_A)
+    put(cache, "needs-code", None)
+    path = cache.path("needs-code")
+    os.chmod(path, 0o644)
+    data = b"cmemotune_no_such_module_0123\nThing\n."  # a pickle of a class not importable
+    trailer, _ = make_trailer(SECRET_A.encode(), "needs-code", memoryview(data))
+    path.write_bytes(data + trailer)  # signed with our secret: sound, but its code is missing
+    with pytest.warns(CacheWarning, match="needs code this process cannot import"):
+        assert cache.get("needs-code") is None
+    assert cache.info("needs-code") is not None and path.exists()
 
 
 def test_the_secret_lives_outside_the_cache_with_owner_only_permissions(tmp_path):

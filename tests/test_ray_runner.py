@@ -4,6 +4,7 @@ work, worker deaths, and outputs that never pass through the driver."""
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,48 @@ def test_parallel_trials_overlap_and_the_tuner_proposes_while_others_run(ray_ses
     pairs = zip(spans, spans[1:], strict=False)
     overlapping = sum(a_end > b_start for (_, a_end), (b_start, _) in pairs)
     assert overlapping >= 2  # trials ran side by side, not one after another
+
+
+PIPELINE_FILE = """
+from dataclasses import dataclass
+from memotune import Float, Int, Pipeline, stage
+
+@dataclass
+class Features:  # a stage output whose class lives in the pipeline file
+    size: int
+
+def double(size):  # a helper the stage calls
+    return 2 * size
+
+@stage(space={"size": Int(1, 9)})
+def featurize(inputs, size):
+    return Features(double(size))
+
+@stage(space={"scale": Float(0.0, 1.0)})
+def score(features, scale):
+    return {"objective": features.size * scale}
+
+pipeline = Pipeline([featurize, score])
+"""
+
+
+def test_outputs_of_classes_from_the_pipeline_file_are_cached_and_reused(ray_session, tmp_path):
+    """The CLI imports FILE.py under a name no worker can import: the runner sends the
+    file, so the output pickles into the cache and loads in any worker or process."""
+    from memotune.loading import load_pipeline
+    from memotune.pipelines import run
+
+    (tmp_path / "features_pipeline.py").write_text(PIPELINE_FILE)
+    pipe = load_pipeline(str(tmp_path / "features_pipeline.py"))
+    cache = StageCache("cache")
+    runner = RayRunner(pipe, cache)
+    runner.submit(0, {"featurize": {"size": 3}, "score": {"scale": 0.5}})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "could not be cached" would be a warning
+        first = drain(runner)[0]
+        runner.submit(1, {"featurize": {"size": 3}, "score": {"scale": 1.0}})
+        second = drain(runner)[1]
+    assert first.objective == 3.0 and second.objective == 6.0
+    assert [s.hit for s in second.stages] == [True, False]  # loaded in a worker
+    local = run(pipe, {"featurize": {"size": 3}, "score": {"scale": 0.25}}, cache=cache)
+    assert local.stages[0].hit and local.objective == 1.5  # and in this process

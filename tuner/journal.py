@@ -18,6 +18,8 @@ from typing import Any
 from memotune.pipelines import TrialRecord
 
 RUNNING = "running"
+#: Where studies live unless told otherwise: ``<storage>/<study>/journal.sqlite``.
+DEFAULT_STORAGE = ".memotune/studies"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -10,7 +10,10 @@ larger one extends the study.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +24,8 @@ from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, canonical_jso
 
 from .budget import Budget
 from .callbacks import CallbackList, StudyCallback, StudyInfo
-from .journal import RUNNING, Journal
-from .registry import make_tuner
-
-DEFAULT_STORAGE = ".memotune/studies"
+from .journal import DEFAULT_STORAGE, RUNNING, Journal
+from .registry import make_tuner, tuner_class
 
 
 class Runner(Protocol):
@@ -69,6 +70,32 @@ class TooManyFailures(RuntimeError):
         self.result = result
 
 
+class StudyLock:
+    """One process at a time runs a study: an exclusive lock on ``<study>/lock``,
+    held from opening the study until its run ends (or the process does)."""
+
+    def __init__(self, path: Path, name: str) -> None:
+        self._file = open(path, "a+")  # noqa: SIM115 - held for the study's life
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "?"
+            self._file.close()
+            raise StudyError(
+                f"study '{name}' is being run by another process (pid {holder}); "
+                "wait for it or use another --study name"
+            ) from None
+        self._file.truncate(0)
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+
+
 class Study:
     """One tuning study over a pipeline, persisted in a journal."""
 
@@ -90,71 +117,98 @@ class Study:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        tuner_class(tuner)  # an unknown tuner fails before the study is created
         self.pipeline = pipeline
         self.name = name
         self.path = Path(storage) / name
-        self.journal = Journal(self.path / "journal.sqlite")
         self.budget = budget
         self.cache = cache
         self.runner = runner or LocalRunner(pipeline, cache)
         self.workers = workers
         self.callbacks = CallbackList(list(callbacks))
         self.max_consecutive_failures = max_consecutive_failures
-        settings = self._open_settings(tuner, seed, tuner_options or {})
-        self.tuner_name, self.seed = settings["tuner"], settings["seed"]
-        self.tuner = make_tuner(
-            self.tuner_name,
-            pipeline,
-            seed=self.seed,
-            cache=cache,
-            owner=f"study:{name}",
-            **settings["tuner_options"],
-        )
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = StudyLock(self.path / "lock", name)
+        try:
+            self.journal = Journal(self.path / "journal.sqlite")
+            settings = self._open_settings(tuner, seed, tuner_options or {})
+            self.tuner_name, self.seed = settings["tuner"], settings["seed"]
+            self.tuner = make_tuner(
+                self.tuner_name,
+                pipeline,
+                seed=self.seed,
+                cache=cache,
+                owner=f"study:{name}",
+                **settings["tuner_options"],
+            )
+            self.journal.save_settings(settings)  # only once the tuner could be built
+        except BaseException:
+            self._lock.release()
+            raise
         self.info = StudyInfo(name, self.path, pipeline, self.tuner_name, self.seed, settings)
 
     def run(self) -> StudyResult:
+        """Run (or resume) the study until its budget is spent; return every trial.
+
+        Whatever stops it (the budget, too many failures, an exception, Ctrl-C),
+        the callbacks hear ``on_study_end`` with the trials finished so far.
+        """
         restored, rerun = self._restore()
         finished = list(restored)
         self.callbacks.on_study_start(self.info, restored, self.budget)
-        in_flight: dict[int, tuple[dict, dict]] = {}
-        failures = _trailing_failures(finished)
-        next_id = self.journal.next_id()
-        stopped = "budget" if self.budget.kind == "cost" else "trials"
+        stopped = "error"
         try:
-            while True:
-                while len(in_flight) < self.workers and not self.budget.exhausted(len(in_flight)):
-                    if rerun:
-                        trial_id, config, info = rerun.pop(0)
-                        info = {**info, "rerun": True}
-                    else:
-                        trial_id, next_id = next_id, next_id + 1
-                        config, info = self._ask([c for c, _ in in_flight.values()])
-                    self.journal.start(trial_id, config, info)
-                    in_flight[trial_id] = (config, info)
-                    self.runner.submit(trial_id, config)
-                    self.callbacks.on_trial_start(self.info, trial_id, config, info)
-                if not in_flight:
-                    break
-                for record in self.runner.wait():
-                    _, info = in_flight.pop(record.trial_id)
-                    record.info.update(info)
-                    self._finish(record)
-                    finished.append(record)
-                    failures = failures + 1 if not record.completed else 0
-                if failures >= self.max_consecutive_failures:
-                    stopped = "failures"
-                    break
+            stopped = self._loop(finished, rerun)
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            raise
         finally:
             self.runner.close()
-        result = self._result(finished, stopped, len(restored))
-        self.callbacks.on_study_end(self.info, result)
+            result = self._result(finished, stopped, len(restored))
+            self.callbacks.on_study_end(self.info, result)
+            self._lock.release()
         if stopped == "failures":
             raise TooManyFailures(
-                f"study '{self.name}' stopped after {failures} consecutive failed trials; "
-                f"last error: {finished[-1].error}",
+                f"study '{self.name}' stopped after {_trailing_failures(finished)} consecutive "
+                f"failed trials; last error: {finished[-1].error}",
                 result,
             )
         return result
+
+    def _loop(self, finished: list[TrialRecord], rerun: list[tuple[int, dict, dict]]) -> str:
+        """Ask, submit, wait, tell, until the budget is spent; return why it stopped.
+
+        Trials that were running when an earlier process died run again first,
+        budget or not: they were started within it.
+        """
+        in_flight: dict[int, tuple[dict, dict]] = {}
+        failures = _trailing_failures(finished)
+        next_id = self.journal.next_id()
+        while True:
+            while len(in_flight) < self.workers and (
+                rerun or not self.budget.exhausted(len(in_flight))
+            ):
+                if rerun:
+                    trial_id, config, info = rerun.pop(0)
+                    info = {**info, "rerun": True}
+                    self._rerun_ids.append(trial_id)
+                else:
+                    trial_id, next_id = next_id, next_id + 1
+                    config, info = self._ask([c for c, _ in in_flight.values()])
+                self.journal.start(trial_id, config, info)
+                in_flight[trial_id] = (config, info)
+                self.runner.submit(trial_id, config)
+                self.callbacks.on_trial_start(self.info, trial_id, config, info)
+            if not in_flight:
+                return "budget" if self.budget.kind == "cost" else "trials"
+            for record in self.runner.wait():
+                _, info = in_flight.pop(record.trial_id)
+                record.info.update(info)
+                self._finish(record)
+                finished.append(record)
+                failures = failures + 1 if not record.completed else 0
+            if failures >= self.max_consecutive_failures:
+                return "failures"
 
     def _ask(self, pending: list[dict]) -> tuple[dict, dict]:
         started = time.perf_counter()
@@ -194,7 +248,7 @@ class Study:
             self.tuner.tell(trial.record)
             self._told.append(trial.record)
             restored.append(trial.record)
-        self._rerun_ids = [trial_id for trial_id, _, _ in rerun]
+        self._rerun_ids: list[int] = []
         return restored, rerun
 
     def _result(self, finished: list[TrialRecord], stopped: str, restored: int) -> StudyResult:
@@ -230,7 +284,6 @@ class Study:
                 "budget_total": self.budget.total,
                 "created": time.time(),
             }
-            self.journal.save_settings(settings)
             return settings
         problems = []
         if stored["space"] != space:
@@ -250,7 +303,12 @@ class Study:
                 + "; ".join(problems)
                 + ". Use another --study name to start a new one."
             )
-        self.journal.save_settings({"budget_total": self.budget.total})
+        if tuner_options and tuner_options != stored["tuner_options"]:
+            warnings.warn(
+                f"study '{self.name}' is resumed with its own tuner options "
+                f"{stored['tuner_options']!r}; ignoring {tuner_options!r}",
+                stacklevel=3,
+            )
         return {**stored, "budget_total": self.budget.total}
 
 

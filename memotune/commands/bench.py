@@ -10,7 +10,6 @@ from pathlib import Path
 
 from memotune.formatting import table
 from memotune.loading import load_pipeline
-from memotune.tuner.bench import compare, summarize
 from memotune.tuner.registry import tuner_class
 
 EXAMPLES = """examples:
@@ -55,6 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from memotune.tuner.bench import compare, summarize  # torch: only when benchmarking
+
     tuners = [t.strip() for t in args.tuners.split(",") if t.strip()]
     for name in tuners:
         tuner_class(name)  # unknown or unavailable tuners fail before anything runs

@@ -8,7 +8,7 @@ import json
 from memotune import report
 from memotune.catalog import StoredStudy, load_study
 from memotune.formatting import table
-from memotune.tuner.study import DEFAULT_STORAGE
+from memotune.tuner.journal import DEFAULT_STORAGE
 
 EXAMPLES = """examples:
   memotune show digits

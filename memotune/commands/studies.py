@@ -9,7 +9,7 @@ import sys
 
 from memotune.catalog import UnreadableStudy, load_study, study_names
 from memotune.formatting import table
-from memotune.tuner.study import DEFAULT_STORAGE
+from memotune.tuner.journal import DEFAULT_STORAGE
 
 EXAMPLES = """examples:
   memotune studies

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 
-from memotune.api import RUNNERS, tune
+from memotune.api import tune
 from memotune.cache import DEFAULT_ROOT
 from memotune.loading import load_pipeline
+from memotune.runners import RUNNERS
+from memotune.tuner.journal import DEFAULT_STORAGE
 from memotune.tuner.registry import TUNERS
-from memotune.tuner.study import DEFAULT_STORAGE
 
 EXAMPLES = """examples:
   memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0

@@ -33,9 +33,10 @@ from typing import Any
 import ray
 import ray.train
 import torch
+from ray import cloudpickle
 from ray.train.torch import TorchTrainer
 
-from memotune.pipelines.shipping import ship_by_value
+from memotune.pipelines.shipping import UserCode
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +137,15 @@ def launch(
     resources = WorkerResources(num_workers, cpus_per_worker, gpus_per_worker)
     ensure_ray()
     resources.check_cluster()
-    ship_by_value(train_loop_per_worker, config)
     run_name = unique_run_name(name)
     storage = Path(storage).resolve()
     trainer = TorchTrainer(
-        partial(_run_with_threads, train_loop_per_worker, resources.torch_threads),
-        train_loop_config=config,
+        partial(
+            _run_user_loop,
+            UserCode.of(train_loop_per_worker, config),
+            cloudpickle.dumps((train_loop_per_worker, config)),
+            resources.torch_threads,
+        ),
         scaling_config=resources.scaling_config(),
         run_config=ray.train.RunConfig(
             name=run_name,
@@ -210,7 +214,11 @@ def unique_run_name(prefix: str) -> str:
     return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
 
 
-def _run_with_threads(loop: Callable[[dict[str, Any]], Any], threads: int, config: dict) -> Any:
+def _run_user_loop(code: UserCode, payload: bytes, threads: int) -> Any:
+    """On a worker: import the user's modules, then unpickle the loop and its config
+    (sent as bytes, so nothing of the user's is unpickled before the import)."""
+    code.load()
+    loop, config = cloudpickle.loads(payload)
     torch.set_num_threads(threads)
     return loop(config)
 

@@ -1,4 +1,4 @@
-"""Run the digits pipeline over configurations that share prefixes, and show
+"""Run the digits pipeline by hand over configurations that share prefixes (no tuner), and show
 what the stage cache saved: per-stage hits and misses and the seconds spared."""
 
 import runpy
