@@ -7,17 +7,15 @@ import sys
 
 from memotune import __version__
 from memotune.commands import bench, cache, show, studies, tune, ui
+from memotune.errors import ClusterError, TooManyFailures
 
 COMMANDS = [tune, bench, studies, show, ui, cache]
 
 
-class UserError(Exception):
-    """An error the user can fix; printed as one line, no traceback."""
-
-
 #: Exceptions that mean "the user asked for something wrong", not "memotune broke".
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    UserError,
+    ClusterError,
+    TooManyFailures,
     ValueError,
     FileNotFoundError,
     PermissionError,

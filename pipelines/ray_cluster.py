@@ -13,13 +13,10 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from memotune.cache import StageCache
+from memotune.errors import ClusterError
 
 #: How long a node may take to answer the cache probe (it starts a worker process).
 PROBE_TIMEOUT_SECONDS = 120
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot run the sweep as asked (e.g. a node cannot reach the cache)."""
 
 
 @contextmanager

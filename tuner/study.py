@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from memotune.cache import StageCache
+from memotune.errors import TooManyFailures
 from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, canonical_json
 
 from .budget import Budget
@@ -60,14 +61,6 @@ class StudyResult:
     @property
     def best_value(self) -> float | None:
         return self.best_trial.objective if self.best_trial else None
-
-
-class TooManyFailures(RuntimeError):
-    """The study stopped after too many consecutive failed trials; ``result`` has them all."""
-
-    def __init__(self, message: str, result: StudyResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 class StudyLock:

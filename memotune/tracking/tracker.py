@@ -31,6 +31,8 @@ from .store import (
 )
 from .writer import MlflowWriter
 
+#: How a study stopped, as the MLflow status of its parent run.
+RUN_STATUS = {"failures": "FAILED", "error": "FAILED", "interrupted": "KILLED"}
 log = logging.getLogger("memotune.tracking")
 
 
@@ -99,7 +101,7 @@ class MlflowTracker(StudyCallback):
             self._queue_summary(budget.summary(), status=None, stopped=None)
 
     def on_study_end(self, study: StudyInfo, result: Any) -> None:
-        status = "FAILED" if result.stopped == "failures" else "FINISHED"
+        status = RUN_STATUS.get(result.stopped, "FINISHED")
         self._queue_summary(result.budget, status=status, stopped=result.stopped)
         left = self.outbox.flush(3.0)
         if left and not self.outbox.offline:
