@@ -74,7 +74,7 @@ def load_study(storage: str | Path, name: str) -> StoredStudy:
         known = f"studies there: {', '.join(names)}" if names else "there are no studies there"
         raise StudyNotFound(f"no study '{name}' in {storage} ({known})")
     try:
-        journal = Journal(path / JOURNAL)
+        journal = Journal(path / JOURNAL, read_only=True)
         try:
             settings, trials = journal.settings(), journal.trials()
         finally:

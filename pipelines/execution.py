@@ -8,6 +8,7 @@ so a later failure loses none of the finished work.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import tempfile
@@ -52,8 +53,13 @@ def open_cache(cache: StageCache | str | os.PathLike | None) -> StageCache | Non
 
 
 def workdir_for(cache: StageCache | None, key: str) -> Path:
-    """A scratch folder for one stage key (its checkpoints, its Ray Train storage)."""
-    base = cache.root.parent / "work" if cache else Path(tempfile.gettempdir()) / "memotune-work"
+    """A scratch folder for one stage key (its checkpoints, its Ray Train storage): inside
+    the cache folder, so every node that reaches the cache reaches it; without a cache,
+    in a temporary folder of the user's own."""
+    if cache is not None:
+        base = cache.root / "work"
+    else:
+        base = Path(tempfile.gettempdir()) / f"memotune-work-{getpass.getuser()}"
     path = base / key[:32]
     path.mkdir(parents=True, exist_ok=True)
     return path

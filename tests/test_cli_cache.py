@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from memotune import Int, Pipeline, StageCache, run, stage
 from memotune.cli import main
@@ -39,6 +40,14 @@ def test_stats_ls_prune_clear(capsys):
 
 
 def test_python_dash_m_and_clear_errors():
+    missing = subprocess.run(
+        [sys.executable, "-m", "memotune", "cache", "stats", "--cache", "c"],
+        capture_output=True,
+        text=True,
+    )
+    assert missing.returncode == 2 and "no stage cache at c" in missing.stderr
+    assert not (Path.cwd() / "c").exists()  # looking does not create a cache
+    StageCache("c")
     ok = subprocess.run(
         [sys.executable, "-m", "memotune", "cache", "stats", "--cache", "c"],
         capture_output=True,

@@ -47,8 +47,16 @@ class JournalTrial:
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    """A study's trials and settings in SQLite; ``read_only`` opens an existing one
+    to browse it without creating or changing anything."""
+
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self.path = Path(path)
+        if read_only:
+            uri = f"{self.path.absolute().as_uri()}?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout=60000")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.db.execute("PRAGMA busy_timeout=60000")

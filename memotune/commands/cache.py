@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+from pathlib import Path
 
 from memotune.cache import DEFAULT_ROOT, StageCache
 from memotune.formatting import human_bytes, parse_bytes, table
@@ -63,6 +64,9 @@ def _size(text: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> StageCache:
+    """The cache at ``--cache``; a folder that does not exist is an error, not a new cache."""
+    if not Path(args.cache).expanduser().is_dir():
+        raise FileNotFoundError(f"no stage cache at {args.cache} (give its folder with --cache)")
     return StageCache(args.cache)
 
 
