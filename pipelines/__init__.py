@@ -6,7 +6,15 @@ from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
 from .records import COMPLETED, FAILED, StageRecord, TrialRecord
 from .runner import LocalRunner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
-from .stage import Output, Stage, StageContext, source_version, stage
+from .stage import (
+    Output,
+    Stage,
+    StageContext,
+    factory_version,
+    scratch_folder,
+    source_version,
+    stage,
+)
 
 __all__ = [
     "COMPLETED",
@@ -28,8 +36,10 @@ __all__ = [
     "TrialFailed",
     "TrialRecord",
     "canonical_json",
+    "factory_version",
     "run",
     "run_trial",
+    "scratch_folder",
     "source_version",
     "stage",
     "stage_key",

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import tempfile
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from .keys import canonical_json
 from .space import Param, SpaceError, check_space
 
 
@@ -134,6 +137,27 @@ def source_version(*objects: Any) -> str:
     for obj in objects:
         digest.update(_source_of(obj).encode())
     return digest.hexdigest()[:16]
+
+
+def factory_version(code: Sequence[Any], fixed: Mapping[str, Any]) -> str:
+    """The version of a stage a factory builds: changes with the source of ``code``
+    (the factory's modules, the user's callables) and with the fixed settings."""
+    try:
+        settings = canonical_json(dict(fixed))
+    except (TypeError, ValueError) as error:
+        raise SpaceError(f"fixed values must be plain numbers, strings or lists: {error}") from None
+    return hashlib.sha256(f"{source_version(*code)}:{settings}".encode()).hexdigest()[:16]
+
+
+@contextmanager
+def scratch_folder(context: StageContext | None, prefix: str = "memotune-") -> Iterator[str]:
+    """The stage key's scratch folder under a runner, or a temporary one when the
+    stage is called directly."""
+    if context is not None:
+        yield context.workdir
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        yield folder
 
 
 def _source_of(obj: Any) -> str:

@@ -9,12 +9,9 @@ the per-epoch history and final metrics, and those handed-on entries.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -30,8 +27,8 @@ from memotune.pipelines import (
     SpaceError,
     Stage,
     StageContext,
-    canonical_json,
-    source_version,
+    factory_version,
+    scratch_folder,
 )
 
 from .launch import LaunchResult, WorkerResources, launch
@@ -147,7 +144,7 @@ def ddp_trainer(
             model_kwargs={k: v for k, v in chosen.items() if k not in SETTINGS},
             checkpoint_every=checkpoint_every,
         )
-        with _scratch(context) as workdir:
+        with scratch_folder(context, "memotune-ddp-") as workdir:
             run = launch(
                 train_worker,
                 {"loop": loop},
@@ -166,7 +163,8 @@ def ddp_trainer(
         return Output(trained, metrics=trained.metrics, history=stepped)
 
     if version is None:
-        version = _version(model, loss, metrics, fixed)
+        package = [sys.modules[f"{__package__}.{m}"] for m in ("batches", "loop", "trainer")]
+        version = factory_version([*package, model, loss, *([metrics] if metrics else [])], fixed)
     return Stage(train, space=space, name=name, version=version, num_cpus=0, num_gpus=0)
 
 
@@ -236,27 +234,7 @@ def _check_model_arguments(model: Callable[..., nn.Module], names: list[str], st
         ) from None
 
 
-def _version(model: Any, loss: Any, metrics: Any, fixed: dict[str, Any]) -> str:
-    package = [sys.modules[f"{__package__}.{m}"] for m in ("batches", "loop", "trainer")]
-    code = source_version(*package, model, loss, *([metrics] if metrics else []))
-    try:
-        settings = canonical_json(fixed)
-    except (TypeError, ValueError) as error:
-        raise SpaceError(f"fixed values must be plain numbers, strings or lists: {error}") from None
-    return hashlib.sha256(f"{code}:{settings}".encode()).hexdigest()[:16]
-
-
 def _stepped(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [
         {"step": row["epoch"], **{k: v for k, v in row.items() if k != "epoch"}} for row in history
     ]
-
-
-@contextmanager
-def _scratch(context: StageContext | None) -> Iterator[str]:
-    """The stage key's scratch folder, or a temporary one when called outside a runner."""
-    if context is not None:
-        yield context.workdir
-        return
-    with tempfile.TemporaryDirectory(prefix="memotune-ddp-") as folder:
-        yield folder

@@ -14,12 +14,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import math
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +32,8 @@ from memotune.pipelines import (
     SpaceError,
     Stage,
     StageContext,
-    canonical_json,
-    source_version,
+    factory_version,
+    scratch_folder,
 )
 from memotune.stages.distributed import WorkerResources, launch
 
@@ -99,7 +95,7 @@ def tokenize_stage(
             )
         return tokenize_corpus(corpus, int(chosen["vocab_size"]), int(chosen["max_tokens"]))
 
-    version = _version(TOKENIZE_MODULES, fixed)
+    version = factory_version(_modules(TOKENIZE_MODULES), fixed)
     return Stage(tokenize, space=space, name=name, version=version, num_cpus=1)
 
 
@@ -146,7 +142,7 @@ def moe_trainer(
             settings = MoESettings(**{**fixed, **params})
         except ValueError as error:
             raise ValueError(f"stage '{name}': {error}") from None
-        with _scratch(context) as workdir:
+        with scratch_folder(context, "memotune-moe-") as workdir:
             run = launch(
                 moe_train_loop,
                 {"job": MoEJob(settings, data)},
@@ -183,7 +179,7 @@ def moe_trainer(
         )
         return Output(trained, metrics=metrics)
 
-    version = _version(TRAIN_MODULES, fixed)
+    version = factory_version(_modules(TRAIN_MODULES), fixed)
     return Stage(pretrain, space=space, name=name, version=version, num_cpus=0, num_gpus=0)
 
 
@@ -193,7 +189,7 @@ def perplexity_stage(*, name: str = "evaluate", memory_cap_mb: float = 64.0) -> 
     def evaluate(trained: TrainedMoE) -> dict[str, float]:
         return validation_metrics(trained, memory_cap_mb)
 
-    version = _version(TRAIN_MODULES, {"memory_cap_mb": memory_cap_mb})
+    version = factory_version(_modules(TRAIN_MODULES), {"memory_cap_mb": memory_cap_mb})
     return Stage(evaluate, space={}, name=name, version=version)
 
 
@@ -248,20 +244,5 @@ TRAIN_MODULES = (
 )  # fmt: skip
 
 
-def _version(modules: tuple[str, ...], fixed: dict[str, Any]) -> str:
-    code = source_version(*(importlib.import_module(f"{__package__}.{m}") for m in modules))
-    try:
-        settings = canonical_json(fixed)
-    except (TypeError, ValueError) as error:
-        raise SpaceError(f"fixed values must be plain numbers, strings or lists: {error}") from None
-    return hashlib.sha256(f"{code}:{settings}".encode()).hexdigest()[:16]
-
-
-@contextmanager
-def _scratch(context: StageContext | None) -> Iterator[str]:
-    """The stage key's scratch folder, or a temporary one outside a runner."""
-    if context is not None:
-        yield context.workdir
-        return
-    with tempfile.TemporaryDirectory(prefix="memotune-moe-") as folder:
-        yield folder
+def _modules(names: tuple[str, ...]) -> list[Any]:
+    return [importlib.import_module(f"{__package__}.{m}") for m in names]
