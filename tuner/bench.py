@@ -47,6 +47,15 @@ class RunResult:
         return self.tuner_seconds / self.proposals if self.proposals else 0.0
 
 
+@dataclass
+class RunFailure:
+    """A run that raised instead of finishing its budget."""
+
+    tuner: str
+    seed: int
+    error: str
+
+
 def run_one(
     factory: PipelineFactory,
     tuner: str,
@@ -111,26 +120,37 @@ def compare(
     trials: int | None = None,
     processes: int = 2,
     tuner_options: dict[str, dict[str, Any]] | None = None,
-    on_result: Callable[[RunResult], None] | None = None,
+    on_result: Callable[[RunResult | RunFailure], None] | None = None,
     workers: int = 1,
-) -> list[RunResult]:
-    """Run every tuner on every seed; ``on_result`` hears each run as it ends."""
-    jobs = [(t, s) for t in tuners for s in seeds]
+) -> tuple[list[RunResult], list[RunFailure]]:
+    """Run every tuner on every seed; ``on_result`` hears each run as it ends.
+
+    Runs start seed by seed, every tuner of a seed before the next seed's, so
+    a slow spell on the machine falls on all tuners alike. A run that raises
+    is reported as a :class:`RunFailure` and the others go on.
+    """
+    jobs = [(t, s) for s in seeds for t in tuners]
     options = tuner_options or {}
     results: list[RunResult] = []
+    failures: list[RunFailure] = []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
-        futures = [
-            pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers)
+        futures = {
+            pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers): (t, s)
             for t, s in jobs
-        ]
+        }
         for future in as_completed(futures):
-            result = future.result()
-            results.append(result)
+            try:
+                outcome: RunResult | RunFailure = future.result()
+                results.append(outcome)
+            except Exception as error:  # noqa: BLE001 - one broken run must not void the rest
+                tuner, seed = futures[future]
+                outcome = RunFailure(tuner, seed, f"{type(error).__name__}: {error}")
+                failures.append(outcome)
             if on_result:
-                on_result(result)
+                on_result(outcome)
     order = {job: i for i, job in enumerate(jobs)}
-    return sorted(results, key=lambda r: order[(r.tuner, r.seed)])
+    return sorted(results, key=lambda r: order[(r.tuner, r.seed)]), failures
 
 
 def summarize(
@@ -140,7 +160,9 @@ def summarize(
     budget: float | None,
     trials: int | None,
     direction: str,
+    cost_unit: str = "cost",
     workers: int = 1,
+    failures: Sequence[RunFailure] = (),
 ) -> dict[str, Any]:
     """The comparison table as JSON-ready data (one row per tuner)."""
     table: dict[str, Any] = {}
@@ -169,10 +191,12 @@ def summarize(
         "budget": budget,
         "trials": trials,
         "direction": direction,
+        "cost_unit": cost_unit,
         "workers": workers,
         "seeds": len({r.seed for r in results}),
         "tuners": table,
         "runs": [asdict(r) for r in results],
+        "failed_runs": [asdict(f) for f in failures],
     }
 
 

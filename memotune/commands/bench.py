@@ -16,7 +16,8 @@ EXAMPLES = """examples:
   memotune bench --pipeline synthetic-3 --tuners eeipu,ei,eips,carbo,ms-carbo,random \\
       --seeds 10 --budget 400 --json out/synthetic-3.json
   memotune bench --pipeline synthetic-10 --tuners eeipu,ei --seeds 5 --budget 1500
-  memotune bench --pipeline examples/digits.py --tuners eeipu,ei,tpe --seeds 3 --budget 120
+  memotune bench --pipeline examples/vision.py --tuners eeipu,ei,carbo,ms-carbo,random,tpe \\
+      --seeds 3 --budget 120 --json docs/bench/vision.json --plot docs/bench/vision.png
 """
 
 
@@ -50,11 +51,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default 1)",
     )
     parser.add_argument("--json", metavar="PATH", help="also write the table to this file")
+    parser.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="also draw best objective against budget spent (png, svg or pdf)",
+    )
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> None:
-    from memotune.tuner.bench import compare, summarize  # torch: only when benchmarking
+    # torch and matplotlib: only when benchmarking
+    from memotune.tuner.bench import RunFailure, RunResult, compare, summarize
+    from memotune.tuner.bench_plot import plot_summary
 
     tuners = [t.strip() for t in args.tuners.split(",") if t.strip()]
     for name in tuners:
@@ -63,18 +71,21 @@ def _run(args: argparse.Namespace) -> None:
     factory = functools.partial(load_pipeline, args.pipeline)
     total = len(tuners) * args.seeds
 
-    def progress(result) -> None:
+    def progress(outcome: RunResult | RunFailure) -> None:
         progress.done += 1
-        print(
-            f"[{progress.done}/{total}] {result.tuner} seed {result.seed}: "
-            f"{result.trials} trials, best {result.best:.6g}, "
-            f"{result.seconds_per_proposal:.3f}s/proposal",
-            file=sys.stderr,
-            flush=True,
-        )
+        head = f"[{progress.done}/{total}] {outcome.tuner} seed {outcome.seed}"
+        if isinstance(outcome, RunFailure):
+            line = f"{head}: FAILED: {outcome.error}"
+        else:
+            best = "–" if outcome.best is None else f"{outcome.best:.6g}"
+            line = (
+                f"{head}: {outcome.trials} trials, best {best}, "
+                f"{outcome.seconds_per_proposal:.3f}s/proposal"
+            )
+        print(line, file=sys.stderr, flush=True)
 
     progress.done = 0
-    results = compare(
+    results, failures = compare(
         factory,
         tuners,
         range(args.seeds),
@@ -84,19 +95,27 @@ def _run(args: argparse.Namespace) -> None:
         on_result=progress,
         workers=args.workers,
     )
+    if not results:
+        raise SystemExit(f"memotune bench: every run failed; first: {failures[0].error}")
     summary = summarize(
         results,
         pipeline=args.pipeline,
         budget=args.budget,
         trials=args.trials,
         direction=pipeline.direction,
+        cost_unit=pipeline.cost_unit,
         workers=args.workers,
+        failures=failures,
     )
     print(format_table(summary))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if args.plot:
+        print(f"wrote {plot_summary(summary, args.plot)}")
+    if failures:
+        raise SystemExit(f"memotune bench: {len(failures)} of {total} runs failed (listed above)")
 
 
 def format_table(summary: dict) -> str:

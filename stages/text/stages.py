@@ -1,0 +1,255 @@
+"""Pipeline stages for a language model distilled in chained stages.
+
+- :func:`tokenize_stage`: trains a byte-level BPE tokenizer on the training
+  text and encodes both splits (knob: ``vocab_size``);
+- :func:`teacher_stage`: trains the teacher LM from scratch (shape, steps,
+  learning rate, weight decay, ...);
+- :func:`distill_stage`: one round of knowledge distillation into a shallower
+  student. The first round cuts the student from the teacher (DistilBERT's
+  initialisation); each later round goes on training the previous round's
+  student with its own learning rate, temperature and weight decay;
+- :func:`perplexity_stage`: the student's (or, right after the teacher, the
+  teacher's) validation perplexity per byte and per token.
+
+Every stage runs torch on ``threads`` threads (default 1), so its cost does
+not depend on what else the machine runs; batches, initial weights and so the
+objective are fixed by the settings.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from memotune.pipelines import (
+    Float,
+    Int,
+    Output,
+    Param,
+    SpaceError,
+    Stage,
+    factory_version,
+)
+from memotune.stages.threads import limited_threads
+
+from . import corpus, model, training
+from .corpus import TextSplits, TokenizedText
+from .model import LMConfig, TinyLM, cut_student
+from .training import Distillation, Schedule
+
+TEACHER_DEFAULTS: dict[str, Any] = {
+    "d_model": 64,
+    "n_layers": 2,
+    "n_heads": 4,
+    "context": 64,
+    "steps": 100,
+    "batch_size": 32,
+    "lr": 3e-3,
+    "weight_decay": 0.01,
+    "warmup": 0.1,
+    "seed": 0,
+}
+DISTILL_DEFAULTS: dict[str, Any] = {
+    "layers": 1,
+    "steps": 30,
+    "batch_size": 32,
+    "lr": 1e-3,
+    "temperature": 2.0,
+    "weight_decay": 0.01,
+    "alpha": 0.5,
+    "warmup": 0.1,
+    "seed": 0,
+}
+TEACHER_SPACE: dict[str, Param] = {
+    "lr": Float(1e-3, 3e-2, log=True),
+    "steps": Int(40, 160),
+}
+DISTILL_SPACE: dict[str, Param] = {
+    "lr": Float(1e-4, 1e-2, log=True),
+    "temperature": Float(1.0, 8.0, log=True),
+    "weight_decay": Float(1e-4, 0.3, log=True),
+}
+#: Report one history row per this fraction of a run's steps.
+HISTORY_ROWS = 20
+
+
+@dataclass
+class TrainedLM:
+    """A trained model (its config and weights) and the tokenized text it was trained on."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, torch.Tensor]
+    data: TokenizedText
+    metrics: dict[str, float]
+
+    def build(self) -> TinyLM:
+        return model.build(self.config, self.state_dict).eval()
+
+
+@dataclass
+class Distilled:
+    """The teacher and the student after ``rounds`` rounds of distillation."""
+
+    teacher: TrainedLM
+    student: TrainedLM
+    rounds: int
+
+
+def tokenize_stage(
+    *,
+    space: dict[str, Param] | None = None,
+    fixed: dict[str, Any] | None = None,
+    name: str = "tokenize",
+) -> Stage:
+    """A stage that trains the BPE tokenizer on a :class:`TextSplits` and encodes it."""
+    space = dict(space if space is not None else {"vocab_size": Int(260, 1024, log=True)})
+    fixed = _check(name, space, fixed, {"vocab_size": 512})
+
+    def tokenize(splits: TextSplits, **params: Any) -> Output:
+        if not isinstance(splits, TextSplits):
+            raise TypeError(f"stage '{name}': the upstream must be TextSplits, got {splits!r}")
+        data = corpus.tokenize(splits, int({**fixed, **params}["vocab_size"]))
+        metrics = {
+            "vocab_size": data.vocab_size,
+            "train_tokens": len(data.train),
+            "bytes_per_token": len(splits.train.encode()) / len(data.train),
+        }
+        return Output(data, metrics=metrics)
+
+    return Stage(tokenize, space=space, name=name, version=_version_of(fixed))
+
+
+def teacher_stage(
+    *,
+    space: dict[str, Param] | None = None,
+    fixed: dict[str, Any] | None = None,
+    name: str = "teacher",
+    threads: int = 1,
+) -> Stage:
+    """A stage that trains the teacher LM from scratch on the tokenized training text.
+
+    ``space`` and ``fixed`` may name any of :data:`TEACHER_DEFAULTS`.
+    """
+    space = dict(space if space is not None else TEACHER_SPACE)
+    fixed = _check(name, space, fixed, TEACHER_DEFAULTS)
+
+    def train_teacher(data: TokenizedText, **params: Any) -> Output:
+        s = {**fixed, **params}
+        config = LMConfig(data.vocab_size, s["d_model"], s["n_layers"], s["n_heads"], s["context"])
+        with limited_threads(threads), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(s["seed"])
+            net = TinyLM(config)
+            history = training.train(net, data.train, _schedule(s, name))
+            metrics = _valid_metrics(net, data)
+        trained = TrainedLM(model.describe(net), net.state_dict(), data, metrics)
+        metrics = {**metrics, "train_loss": history[-1]["loss"]}
+        return Output(trained, metrics=metrics, history=_thin(history))
+
+    return Stage(train_teacher, space=space, name=name, version=_version_of(fixed))
+
+
+def distill_stage(
+    *,
+    space: dict[str, Param] | None = None,
+    fixed: dict[str, Any] | None = None,
+    name: str = "distill",
+    threads: int = 1,
+) -> Stage:
+    """A round of distillation: upstream a :class:`TrainedLM` (the teacher: the student
+    is cut from it with ``layers`` blocks) or a :class:`Distilled` (its student goes on).
+
+    ``space`` and ``fixed`` may name any of :data:`DISTILL_DEFAULTS`.
+    """
+    space = dict(space if space is not None else DISTILL_SPACE)
+    fixed = _check(name, space, fixed, DISTILL_DEFAULTS)
+
+    def distill(upstream: TrainedLM | Distilled, **params: Any) -> Output:
+        s = {**fixed, **params}
+        if isinstance(upstream, Distilled):
+            teacher, start, rounds = upstream.teacher, upstream.student, upstream.rounds
+        elif isinstance(upstream, TrainedLM):
+            teacher, start, rounds = upstream, None, 0
+        else:
+            raise TypeError(
+                f"stage '{name}': the upstream must be a TrainedLM or Distilled, got {upstream!r}"
+            )
+        with limited_threads(threads):
+            teacher_net = teacher.build()
+            student = start.build() if start else cut_student(teacher_net, s["layers"])
+            rule = Distillation(teacher_net, s["temperature"], s["alpha"])
+            history = training.train(student, teacher.data.train, _schedule(s, name), rule)
+        metrics = {"train_loss": history[-1]["loss"], "kd": history[-1]["kd"]}
+        trained = TrainedLM(model.describe(student), student.state_dict(), teacher.data, metrics)
+        distilled = Distilled(teacher, trained, rounds + 1)
+        return Output(distilled, metrics=metrics, history=_thin(history))
+
+    return Stage(distill, space=space, name=name, version=_version_of(fixed))
+
+
+def perplexity_stage(*, name: str = "evaluate", threads: int = 1) -> Stage:
+    """The last stage: validation perplexity of the student (or of a lone teacher).
+
+    Reports ``byte_perplexity`` (comparable across vocabularies; the natural
+    objective), ``token_perplexity``, ``bits_per_byte`` and the teacher's
+    ``teacher_byte_perplexity``.
+    """
+
+    def evaluate(upstream: TrainedLM | Distilled) -> dict[str, float]:
+        final = upstream.student if isinstance(upstream, Distilled) else upstream
+        teacher = upstream.teacher if isinstance(upstream, Distilled) else upstream
+        with limited_threads(threads):
+            metrics = training.perplexity(final.build(), final.data.valid, final.data.token_bytes())
+        return {
+            **metrics,
+            "teacher_byte_perplexity": teacher.metrics["byte_perplexity"],
+            "parameters": float(sum(t.numel() for t in final.state_dict.values())),
+        }
+
+    return Stage(evaluate, space={}, name=name, version=_version_of({}))
+
+
+def _valid_metrics(net: TinyLM, data: TokenizedText) -> dict[str, float]:
+    result = training.perplexity(net, data.valid, data.token_bytes())
+    return {"byte_perplexity": result["byte_perplexity"], "valid_loss": result["loss"]}
+
+
+def _schedule(settings: dict[str, Any], stage: str) -> Schedule:
+    """The run's schedule; each stage draws its own batches (its name salts the seed)."""
+    return Schedule(
+        steps=int(settings["steps"]),
+        batch_size=int(settings["batch_size"]),
+        lr=float(settings["lr"]),
+        weight_decay=float(settings["weight_decay"]),
+        warmup=float(settings["warmup"]),
+        seed=int(settings["seed"]) * 1_000_003 + zlib.crc32(stage.encode()),
+    )
+
+
+def _thin(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    every = max(1, len(history) // HISTORY_ROWS)
+    return [row for row in history if row["step"] % every == 0 or row is history[-1]]
+
+
+def _check(
+    name: str, space: dict[str, Param], fixed: dict[str, Any] | None, defaults: dict[str, Any]
+) -> dict[str, Any]:
+    """The fixed settings with defaults filled in; unknown or doubly given names fail."""
+    fixed = dict(fixed or {})
+    for key in [*space, *fixed]:
+        if key not in defaults:
+            raise SpaceError(
+                f"stage '{name}': unknown setting '{key}'; known: {', '.join(sorted(defaults))}"
+            )
+    both = sorted(set(space) & set(fixed))
+    if both:
+        raise SpaceError(f"stage '{name}': {both} both searched and fixed")
+    return {k: v for k, v in {**defaults, **fixed}.items() if k not in space}
+
+
+def _version_of(fixed: dict[str, Any]) -> str:
+    """Changes when this package's code or the stage's fixed settings change."""
+    return factory_version([corpus, model, training, sys.modules[__name__]], fixed)
