@@ -1,7 +1,8 @@
 """What a data-parallel trainer stage costs on Ray Train: fixed start-up and seconds per epoch.
 
 Trains the digits CNN of ``examples/digits_cnn.py`` with the ``ddp_trainer``
-stage on 1 and 2 workers (gloo on CPU; NCCL with ``--gpu``), ``--repeats``
+stage on 1 and 2 workers (gloo on CPU; NCCL with ``--gpu``, one GPU per
+worker, so on a machine with one GPU only the 1-worker runs), ``--repeats``
 runs each, with one checkpoint at the end. Per run, the stage reports the
 run's wall-clock seconds and each epoch's seconds (training and validation)
 measured on rank 0; the run's fixed start-up is the rest (Ray Train's
@@ -14,7 +15,9 @@ over all their epochs):
 - ``epoch_seconds_1``, ``epoch_seconds_2``: seconds per epoch on 1 and 2 workers;
 - ``ray_init_seconds``: starting Ray itself, paid once per process;
 - ``load_average``: the machine's 1-minute load average at the end (other
-  work on the machine inflates every figure).
+  work on the machine inflates every figure);
+- with ``--gpu``: ``gpus``, the GPUs' names, and ``not_measured``, the worker
+  counts left out for want of GPUs and why (their figures are null).
 
     python benchmarks/ddp.py --json out/ddp.json
 """
@@ -45,10 +48,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=2, help="runs per worker count (default 2)")
     p.add_argument("--epochs", type=int, default=5, help="epochs per run (default 5)")
     p.add_argument("--batch-size", type=int, default=64, help="global batch (default 64)")
-    p.add_argument("--gpu", action="store_true", help="one GPU per worker (NCCL)")
+    p.add_argument(
+        "--gpu", action="store_true", help="one GPU per worker (NCCL), as many workers as GPUs"
+    )
     args = p.parse_args()
-    if args.gpu and torch.cuda.device_count() < max(WORKER_COUNTS):
-        p.error(f"--gpu needs {max(WORKER_COUNTS)} GPUs, found {torch.cuda.device_count()}")
+    gpus = torch.cuda.device_count() if args.gpu else 0
+    if args.gpu and not gpus:
+        p.error("--gpu needs a GPU, found none")
+    counts = [n for n in WORKER_COUNTS if not args.gpu or n <= gpus]
 
     example = import_file(EXAMPLE)
     data = example.preprocess(example.load_splits(), normalize="scale", augment="none")
@@ -68,7 +75,7 @@ def main() -> None:
     startup: dict[int, list[float]] = {n: [] for n in WORKER_COUNTS}
     epoch: dict[int, list[float]] = {n: [] for n in WORKER_COUNTS}
     for repeat in range(args.repeats):
-        for workers in WORKER_COUNTS:
+        for workers in counts:
             trained = stage(data, num_workers=workers).value
             seconds = [row["epoch_seconds"] for row in trained.history]
             startup[workers].append(trained.metrics["ray_train_seconds"] - sum(seconds))
@@ -82,12 +89,13 @@ def main() -> None:
             )
     ray.shutdown()
 
+    def median(values: list[float]) -> float | None:
+        return statistics.median(values) if values else None
+
     figures = {
-        "startup_seconds": statistics.median(startup[1] + startup[2]),
-        "startup_seconds_1": statistics.median(startup[1]),
-        "startup_seconds_2": statistics.median(startup[2]),
-        "epoch_seconds_1": statistics.median(epoch[1]),
-        "epoch_seconds_2": statistics.median(epoch[2]),
+        "startup_seconds": statistics.median([s for n in counts for s in startup[n]]),
+        **{f"startup_seconds_{n}": median(startup[n]) for n in WORKER_COUNTS},
+        **{f"epoch_seconds_{n}": median(epoch[n]) for n in WORKER_COUNTS},
         "ray_init_seconds": ray_init,
         "load_average": os.getloadavg()[0],
         "cpus": os.cpu_count(),
@@ -97,6 +105,12 @@ def main() -> None:
         "train_samples": len(data["train"][0]),
         "repeats": args.repeats,
     }
+    if args.gpu:
+        figures["gpus"] = [torch.cuda.get_device_name(i) for i in range(gpus)]
+    if skipped := [n for n in WORKER_COUNTS if n not in counts]:
+        figures["not_measured"] = (
+            f"{', '.join(map(str, skipped))} worker(s): NCCL needs one GPU per worker, found {gpus}"
+        )
     report(figures, args.json)
     if not args.gpu:
         note = "with NCCL: rerun with --gpu" if torch.cuda.is_available() else "no GPU here"

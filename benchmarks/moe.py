@@ -14,7 +14,15 @@
 - ``load_imbalance``: under skewed routing (most tokens prefer one expert;
   no capacity limit), the busiest rank's expert rows divided by the mean.
 
+With ``--device cpu`` or ``--device cuda``, one rank holding every expert
+trains on the whole global batch on that device instead, and the 2-rank
+figures above are not measured (on GPUs they need one GPU per rank, NCCL):
+
+- ``one_rank_step_seconds``: median training step per micro-batching plan
+  (the same samples for each plan; timed from and to an idle device).
+
     python benchmarks/moe.py --json out/moe.json
+    python benchmarks/moe.py --device cuda --json out/moe_cuda.json
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -140,21 +149,44 @@ def imbalance(rows: list[int]) -> float:
     return max(rows) / (sum(rows) / len(rows))
 
 
-def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument(
-        "--chunks", type=int, default=2, help="overlap chunks of the overlapped schedule"
-    )
-    args = p.parse_args()
-    began = time.perf_counter()
-    torch.set_num_threads(1)
-    print("tokenizing the corpus ...", flush=True)
-    data = tokenize_corpus(build_corpus(), VOCAB, MAX_TOKENS)
-    print("planning micro-batches ...", flush=True)
-    figures = plan_figures(data)
+def one_rank_figures(data, device: str) -> dict:
+    """One rank, every expert, the whole global batch: the median step of each plan."""
+    seconds = {}
+    for mode in MODES:
+        trainer = MoETrainer(
+            model_config(data.vocab_size), replace(TRAIN, microbatching=mode), device=device
+        )
+        times = []
+        for step in range(WARMUP + STEPS):
+            share = step_samples(len(data.train), TRAIN.batch_size, 0, step, 0, 1)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            began = time.perf_counter()
+            trainer.train_step([data.train[i] for i in share])
+            if device == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - began)
+        seconds[mode] = statistics.median(times[WARMUP:])
+    return {
+        "one_rank_step_seconds": seconds,
+        "not_measured": "the 2-rank figures: expert parallelism needs 2 ranks "
+        "(one GPU each with NCCL); run without --device for them on CPU (gloo)",
+        "setup": {
+            "world": 1,
+            "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+            "threads": 1,
+            "model": model_config(data.vocab_size).to_dict(),
+            "batch_size": TRAIN.batch_size,
+            "timed_steps": STEPS,
+        },
+    }
+
+
+def two_rank_figures(data, chunks: int) -> dict:
+    """The expert-parallel figures from 2 gloo processes on CPU."""
     with LocalGroup(WORLD, timeout=300) as group:
         print("timing plain and overlapped expert-parallel steps ...", flush=True)
-        timing = group.run(time_schedules, data, args.chunks)
+        timing = group.run(time_schedules, data, chunks)
         print("measuring state bytes and load imbalance ...", flush=True)
         states = {
             mode: group.run(state_bytes, data, mode)
@@ -167,7 +199,7 @@ def main() -> None:
         return {n: max(t[key][n] for t in timing) for n in schedules}
 
     wait, in_flight = slowest("comm_wait_seconds"), slowest("comm_in_flight_seconds")
-    figures |= {
+    return {
         "step_seconds": slowest("step_seconds"),
         "comm_wait_seconds": wait,
         "comm_in_flight_seconds": in_flight,
@@ -183,11 +215,37 @@ def main() -> None:
             "threads_per_rank": 1,
             "model": {k: v for k, v in model_config(data.vocab_size).to_dict().items()},
             "batch_size": TRAIN.batch_size,
-            "overlap_chunks": args.chunks,
+            "overlap_chunks": chunks,
             "timed_steps": STEPS,
         },
-        "benchmark_seconds": time.perf_counter() - began,
     }
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--chunks", type=int, default=2, help="overlap chunks of the overlapped schedule"
+    )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        help="time one rank on this device instead of the 2-process figures",
+    )
+    args = p.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda needs a GPU, found none")
+    began = time.perf_counter()
+    torch.set_num_threads(1)
+    print("tokenizing the corpus ...", flush=True)
+    data = tokenize_corpus(build_corpus(), VOCAB, MAX_TOKENS)
+    print("planning micro-batches ...", flush=True)
+    figures = plan_figures(data)
+    if args.device:
+        print(f"timing one rank's steps on {args.device} ...", flush=True)
+        figures |= one_rank_figures(data, args.device)
+    else:
+        figures |= two_rank_figures(data, args.chunks)
+    figures["benchmark_seconds"] = time.perf_counter() - began
     report(figures, args.json)
 
 
