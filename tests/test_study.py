@@ -29,7 +29,9 @@ KILLABLE = textwrap.dedent(
     def train(x, b, context):
         with open(LOG, "a") as f:
             f.write(f"{context.trial_id}\\n")
-        time.sleep(0.4)
+        if context.trial_id >= int(os.environ.get("HOLD_FROM", 10**9)):
+            time.sleep(3600)  # held mid-stage until the test kills the sweep
+        time.sleep(0.1)
         return {"score": -(x - 2) ** 2 - (b - 0.5) ** 2}
 
     pipeline = Pipeline([prepare, train], objective="score")
@@ -57,25 +59,22 @@ def test_a_study_killed_mid_trial_resumes_without_losing_or_rerunning_trials(tmp
     log = tmp_path / "calls.log"
     env = {**os.environ, "CALL_LOG": str(log)}
     journal = tmp_path / ".memotune" / "studies" / "killed" / "journal.sqlite"
-    child = subprocess.Popen([sys.executable, str(script), "8", runner], env=env, cwd=tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, str(script), "8", runner],
+        env={**env, "HOLD_FROM": "4"},
+        cwd=tmp_path,
+        start_new_session=True,  # so the kill takes Ray's processes with the driver
+    )
     deadline = time.time() + 180
-    while time.time() < deadline:  # kill it while a trial's train stage is running
-        if journal.exists():
-            try:
-                rows = journal_rows(journal)
-            except sqlite3.OperationalError:  # the schema is being created
-                continue
-            done = [r for r in rows if r[1] != "running"]
-            running = {r[0] for r in rows if r[1] == "running"}
-            if len(done) >= 4 and running and running <= started_trials(log):
-                break
-        time.sleep(0.02)
-    child.send_signal(signal.SIGKILL)
+    while 4 not in started_trials(log):  # trials 0-3 are done; trial 4 is held in train
+        assert time.time() < deadline and child.poll() is None, "trial 4 never started"
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)
     child.wait()
     before = journal_rows(journal)
     finished_before = {r[0]: json.loads(r[2]) for r in before if r[1] != "running"}
     running_before = [r[0] for r in before if r[1] == "running"]
-    assert len(finished_before) >= 4 and len(running_before) == 1
+    assert sorted(finished_before) == [0, 1, 2, 3] and running_before == [4]
 
     resumed = subprocess.run(
         [sys.executable, str(script), "8", runner],

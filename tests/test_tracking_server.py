@@ -1,8 +1,7 @@
 """Sweeps logged over HTTP to a real ``mlflow server`` on loopback, checked through
 ``MlflowClient``; and a server killed in the middle of a sweep.
 
-Each test starts an MLflow server (20-60 s on the 2-core development machine),
-so they are marked slow: ``pytest -m slow tests/test_tracking_server.py``.
+Each test starts an MLflow server (20-60 s on the 2-core development machine).
 """
 
 import csv
