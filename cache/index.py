@@ -197,14 +197,19 @@ class Index:
                 "INSERT OR IGNORE INTO pins (key, owner) VALUES (?, ?)", [(k, owner) for k in keys]
             )
 
-    def unpin(self, owner: str, keys: list[str] | None = None) -> None:
+    def unpin(self, owner: str | None, keys: list[str] | None = None) -> int:
+        """Drop ``owner``'s pins on ``keys`` (all its pins without keys; every owner's
+        pins with ``owner=None``). Returns how many pins were dropped."""
         with self._transaction() as db:
+            if owner is None:
+                return db.execute("DELETE FROM pins").rowcount
             if keys is None:
-                db.execute("DELETE FROM pins WHERE owner = ?", (owner,))
-            else:
-                db.executemany(
-                    "DELETE FROM pins WHERE key = ? AND owner = ?", [(k, owner) for k in keys]
-                )
+                return db.execute("DELETE FROM pins WHERE owner = ?", (owner,)).rowcount
+            before = db.total_changes
+            db.executemany(
+                "DELETE FROM pins WHERE key = ? AND owner = ?", [(k, owner) for k in keys]
+            )
+            return db.total_changes - before
 
     def pinned(self, owner: str | None = None) -> set[str]:
         if owner is None:

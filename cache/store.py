@@ -223,8 +223,10 @@ class StageCache:
         """Protect ``keys`` from eviction on behalf of ``owner`` (e.g. a study)."""
         self.index.pin(list(keys), owner)
 
-    def unpin(self, owner: str, keys: list[str] | None = None) -> None:
-        self.index.unpin(owner, None if keys is None else list(keys))
+    def unpin(self, owner: str | None, keys: list[str] | None = None) -> int:
+        """Release ``owner``'s pins (on ``keys``, or all of them; every owner's with
+        ``owner=None``); returns how many were released."""
+        return self.index.unpin(owner, None if keys is None else list(keys))
 
     def evict(self, max_bytes: int) -> list[EntryInfo]:
         victims = self.index.pop_eviction_victims(max_bytes)

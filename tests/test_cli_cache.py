@@ -61,3 +61,21 @@ def test_python_dash_m_and_clear_errors():
     )
     assert bad.returncode == 2 and "not a size: '12 parsecs'" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+def test_unpin_releases_a_studys_pins_so_prune_can_evict(capsys):
+    fill("c")
+    cache = StageCache("c")
+    kept = sorted(cache.index.keys())[:2]
+    cache.pin(kept, owner="study:digits")
+    cache.pin(kept[:1], owner="study:other")
+    assert main(["cache", "prune", "--cache", "c", "--max-bytes", "0"]) == 0
+    assert StageCache("c").index.keys() == set(kept)  # pinned ones stay
+    assert main(["cache", "unpin", "--cache", "c", "--study", "digits", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == {"unpinned": 2}
+    assert main(["cache", "prune", "--cache", "c", "--max-bytes", "0"]) == 0
+    assert StageCache("c").index.keys() == set(kept[:1])  # other's pin
+    assert main(["cache", "unpin", "--cache", "c", "--all"]) == 0
+    assert "released 1 pins" in capsys.readouterr().out
+    assert main(["cache", "prune", "--cache", "c", "--max-bytes", "0"]) == 0
+    assert not StageCache("c").index.keys()

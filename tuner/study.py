@@ -25,7 +25,7 @@ from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, canonical_jso
 
 from .budget import Budget
 from .callbacks import CallbackList, StudyCallback, StudyInfo
-from .journal import DEFAULT_STORAGE, RUNNING, Journal
+from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
 from .registry import make_tuner, tuner_class
 
 
@@ -131,7 +131,7 @@ class Study:
                 pipeline,
                 seed=self.seed,
                 cache=cache,
-                owner=f"study:{name}",
+                owner=pin_owner(name),
                 **settings["tuner_options"],
             )
             self.journal.save_settings(settings)  # only once the tuner could be built

@@ -1,4 +1,4 @@
-"""``memotune cache stats | ls | prune | clear``."""
+"""``memotune cache stats | ls | prune | unpin | clear``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,13 @@ from pathlib import Path
 
 from memotune.cache import DEFAULT_ROOT, StageCache
 from memotune.formatting import human_bytes, parse_bytes, table
+from memotune.tuner.journal import pin_owner
 
 EXAMPLES = """examples:
   memotune cache stats
   memotune cache ls --stage train --limit 20
   memotune cache prune --max-bytes 2GB
+  memotune cache unpin --study digits
   memotune cache clear --cache /shared/memotune-cache
 """
 
@@ -51,6 +53,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     prune.add_argument("--max-bytes", type=_size, metavar="SIZE", help="e.g. 500MB, 2GB")
     prune.set_defaults(handler=_prune)
+
+    unpin = actions.add_parser(
+        "unpin",
+        parents=[common],
+        help="release the pins EEIPU keeps on a study's best prefixes, so prune may evict them",
+    )
+    whose = unpin.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--study", help="the study whose pins to release")
+    whose.add_argument("--all", action="store_true", help="every study's pins")
+    unpin.set_defaults(handler=_unpin)
 
     clear = actions.add_parser("clear", parents=[common], help="remove every entry")
     clear.set_defaults(handler=_clear)
@@ -131,6 +143,11 @@ def _prune(args: argparse.Namespace) -> None:
         f"evicted {len(report.evicted)} entries ({human_bytes(report.freed_bytes)}), "
         f"removed {report.debris_files} leftover files"
     )
+
+
+def _unpin(args: argparse.Namespace) -> None:
+    count = _open(args).unpin(None if args.all else pin_owner(args.study))
+    print(json.dumps({"unpinned": count}) if args.json else f"released {count} pins")
 
 
 def _clear(args: argparse.Namespace) -> None:
