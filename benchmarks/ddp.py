@@ -60,7 +60,7 @@ def main() -> None:
     example = import_file(EXAMPLE)
     data = example.preprocess(example.load_splits(), normalize="scale", augment="none")
     stage = ddp_trainer(
-        example.DigitsCNN,
+        example.SmallCNN,
         torch.nn.functional.cross_entropy,
         metrics=example.accuracy,
         space={},

@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from torch import nn
 
 from memotune import Choice, Float, Int, Pipeline, stage
 from memotune.stages.distributed import ddp_trainer
+from memotune.stages.vision import SmallCNN, shift
 
 
 def load_splits() -> dict:
@@ -44,7 +44,7 @@ def preprocess(splits, normalize, augment):
     else:
         mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-3
     if augment == "shift":
-        shifted = [_shift(x_train, dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+        shifted = [shift(x_train, dy, dx) for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
         x_train = np.concatenate([x_train, *shifted])
         y_train = np.concatenate([y_train] * 5)
 
@@ -58,40 +58,12 @@ def preprocess(splits, normalize, augment):
     }
 
 
-def _shift(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """The images moved by (dy, dx) pixels, filled with zeros (blank paper)."""
-    moved = np.zeros_like(images)
-    rows, cols = slice(max(dy, 0), 8 + min(dy, 0)), slice(max(dx, 0), 8 + min(dx, 0))
-    src_rows, src_cols = slice(max(-dy, 0), 8 + min(-dy, 0)), slice(max(-dx, 0), 8 + min(-dx, 0))
-    moved[:, rows, cols] = images[:, src_rows, src_cols]
-    return moved
-
-
-class DigitsCNN(nn.Module):
-    """Two 3×3 convolutions, a 2×2 max-pool and a linear classifier."""
-
-    def __init__(self, channels: int = 16) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(1, channels, 3, padding=1),
-            nn.ReLU(),
-            nn.Conv2d(channels, 2 * channels, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-        )
-        self.classifier = nn.Linear(2 * channels * 16, 10)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(images))
-
-
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"accuracy": (logits.argmax(dim=1) == labels).float().mean().item()}
 
 
 train = ddp_trainer(
-    DigitsCNN,
+    SmallCNN,
     F.cross_entropy,
     metrics=accuracy,
     space={
@@ -110,7 +82,7 @@ train = ddp_trainer(
 @stage
 def evaluate(trained):
     """Test accuracy of the trained CNN, with the last epoch's validation figures."""
-    model = trained.build(DigitsCNN)
+    model = trained.build(SmallCNN)
     images, labels = trained.data["test"]
     with torch.no_grad():
         logits = model(torch.as_tensor(images))

@@ -4,11 +4,10 @@ built-in benchmark pipeline (``synthetic-3``, ``synthetic-10``)."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
-import sys
 from pathlib import Path
 
 from memotune.pipelines import Pipeline
+from memotune.pipelines.shipping import import_path
 from memotune.stages.synthetic import LAYOUTS, synthetic_pipeline
 
 
@@ -51,15 +50,4 @@ def import_file(path: Path):
     (so its stage functions pickle and their source can be read)."""
     path = path.resolve()
     digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-    name = f"memotune_user_{path.stem}_{digest}"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
+    return import_path(f"memotune_user_{path.stem}_{digest}", path)

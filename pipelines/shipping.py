@@ -63,13 +63,24 @@ class UserCode:
                     f"module '{name}' is {path} on the driver, which this worker cannot read: "
                     "the pipeline's files must be at the same path on every node"
                 )
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[name] = module
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                del sys.modules[name]
-                raise
+            import_path(name, path)
+
+
+def import_path(name: str, path: str | Path) -> ModuleType:
+    """Import the file at ``path`` as module ``name``, registered in ``sys.modules``
+    (so what it defines pickles by reference and its source can be read); a
+    module that fails to import is not left half-registered."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def _module_names(objects: Iterable[Any], depth: int = 3) -> set[str]:
