@@ -30,6 +30,10 @@ from .models import CostModel, GPFitter, condition_on_believed
 from .observations import Observations
 from .optimize import Candidate, Prefix, optimize_over_prefixes
 
+#: How many recent proposals' charged seconds make the per-trial overhead the
+#: cost models add (proposal time grows slowly with the observations).
+OVERHEAD_WINDOW = 10
+
 
 class GPTuner(Tuner):
     """Expected improvement (LogEI) on a GP of the objective; no costs."""
@@ -70,10 +74,14 @@ class GPTuner(Tuner):
         )
         self._spent_by_told = 0.0
         self._warmup_spent: float | None = None
+        self._proposal_charges: list[float] = []  # charged seconds of recent BO proposals
 
     def _observe(self, record: TrialRecord) -> None:
         self.observations.add(record)
-        self._spent_by_told += record.charged + float(record.info.get("tuner_charged", 0.0))
+        charged = float(record.info.get("tuner_charged", 0.0))
+        self._spent_by_told += record.charged + charged
+        if record.info.get("phase") == "bo":
+            self._proposal_charges = [*self._proposal_charges[-(OVERHEAD_WINDOW - 1) :], charged]
         if len(self.observations) == self.n_init:
             self._warmup_spent = self._spent_by_told
 
@@ -90,6 +98,8 @@ class GPTuner(Tuner):
         )
         if self.costs is not None:
             self.costs.fit(self.observations)
+            charges = self._proposal_charges
+            self.costs.overhead = sum(charges) / len(charges) if charges else 0.0
         eta = self.eta(budget)
         best_f = float(Y.max())
 

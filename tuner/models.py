@@ -109,6 +109,10 @@ class CostModel:
     ε) instead of a sample. Otherwise one GP models the total cost of a trial
     over all hyperparameters (EIPS, CArBO) and δ is ignored.
 
+    A trial also costs ``overhead`` (the tuner's charged seconds per proposal),
+    so a reused prefix that makes a trial nearly free is not taken for being
+    free when choosing the trial costs half a second.
+
     Cost GPs are refitted half as often as the objective's: costs are smooth
     and their hyperparameters settle early.
 
@@ -136,6 +140,9 @@ class CostModel:
         uniform = engine.draw(samples, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
         self.base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform)  # samples × models
         self.models: list[CachedPosteriorGP | float] = []
+        #: What every trial costs besides its stages: the tuner's own seconds per
+        #: proposal where they are charged to the budget (else 0).
+        self.overhead = 0.0
 
     def fit(self, observations: Observations) -> None:
         """Fit every cost GP; a stage without inputs or data gets a constant log cost."""
@@ -175,7 +182,8 @@ class CostModel:
             log_costs = log_costs.masked_fill(~ran, -math.inf)
         else:
             cached_cost = torch.zeros_like(cached_cost)
-        # a zero cached cost enters as 1e-9: negligible, and keeps the log finite
-        log_cached = cached_cost.clamp_min(1e-9).log().expand(log_costs.shape[:-1]).unsqueeze(-1)
-        log_total = torch.logsumexp(torch.cat([log_costs, log_cached], -1), -1)  # samples × b
+        # a zero fixed cost enters as 1e-9: negligible, and keeps the log finite
+        fixed = (cached_cost + self.overhead).clamp_min(1e-9)
+        log_fixed = fixed.log().expand(log_costs.shape[:-1]).unsqueeze(-1)
+        log_total = torch.logsumexp(torch.cat([log_costs, log_fixed], -1), -1)  # samples × b
         return torch.logsumexp(-log_total, 0) - math.log(log_total.shape[0])
