@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from memotune import Float, Output, Pipeline, StageCache, run, stage
 from memotune.stages.synthetic import stage_cost, synthetic_pipeline
@@ -121,3 +122,22 @@ def test_cost_gps_learn_true_compute_costs_never_hit_load_times():
         )
         assert sorted(round(float(t), 9) for t in targets) == truth
         assert all(t > math.log(0.5) for t in targets)  # no ε (0.1) or load time among them
+
+
+def test_a_charged_proposal_time_narrows_what_a_cached_prefix_saves(informed_eeipu):
+    """A trial reusing the expensive stage costs ~0.6 instead of ~10.5; when each
+    proposal costs 5 more (charged), reuse saves a factor of ~3, not ~17."""
+    tuner, _ = informed_eeipu
+    costs = tuner.costs
+    costs.fit(tuner.observations)
+    x = torch.tensor([[[0.2, 0.5]], [[0.2, 0.5]]], dtype=torch.float64)
+    depth = torch.tensor([1, 0])
+    cached = torch.tensor([0.1, 0.0], dtype=torch.float64)
+
+    def saving() -> float:
+        log_inverse = costs.log_expected_inverse_cost(x, depth, cached)
+        return math.exp(float(log_inverse[0] - log_inverse[1]))
+
+    assert 10 < saving() < 30
+    costs.overhead = 5.0
+    assert 2 < saving() < 4
