@@ -2,7 +2,8 @@
 
 Each run's best-so-far curve is read at the same budget points; the line
 starts once every seed's run has a result and is their mean, the band ± one
-standard error.
+standard error. The y axis spans the lines after the first tenth of the
+budget, where the tuners differ.
 """
 
 from __future__ import annotations
@@ -51,12 +52,17 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     end = summary["budget"] or max((run["curve"][-1][0] for run in runs if run["curve"]), default=1)
     grid = [end * i / POINTS for i in range(1, POINTS + 1)]
     figure, axes = plt.subplots(figsize=(7, 4.5))
+    shown: list[float] = []  # after the first tenth of the budget, where tuners differ
     for tuner in summary["tuners"]:
         xs, means, sems = mean_curve([r for r in runs if r["tuner"] == tuner], grid)
+        shown += [m for x, m in zip(xs, means, strict=True) if x >= end / 10]
         (line,) = axes.plot(xs, means, label=tuner, linewidth=2 if tuner == "eeipu" else 1.2)
         low = [m - s for m, s in zip(means, sems, strict=True)]
         high = [m + s for m, s in zip(means, sems, strict=True)]
         axes.fill_between(xs, low, high, color=line.get_color(), alpha=0.15)
+    if shown and max(shown) > min(shown):
+        pad = (max(shown) - min(shown)) * 0.1
+        axes.set_ylim(min(shown) - pad, max(shown) + pad)
     unit = "seconds" if summary["budget"] and summary.get("cost_unit") == "seconds" else "cost"
     axes.set_xlabel(f"budget spent ({unit})")
     axes.set_ylabel(f"best objective ({summary['direction']})")
