@@ -68,7 +68,7 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
-def test_bench_prints_one_table_and_writes_json(tmp_path):
+def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     out = memotune(
         "bench",
         "--pipeline",
@@ -81,13 +81,48 @@ def test_bench_prints_one_table_and_writes_json(tmp_path):
         "6",
         "--json",
         "out/bench.json",
+        "--plot",
+        "out/bench.png",
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert "synthetic-3, 6 trials, 2 seeds" in out.stdout
     table = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert table["pipeline"] == "synthetic-3" and table["seeds"] == 2
+    assert table["failed_runs"] == []
     for tuner in ("random", "ei"):
         row = table["tuners"][tuner]
         assert row["trials_mean"] == 6 and row["best_mean"] is not None
         assert {"best_sem", "tuner_seconds_per_proposal"} <= set(row)
+    assert [len(run["curve"]) for run in table["runs"]] == [6, 6, 6, 6]
+    assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):
+    (tmp_path / "fixed.py").write_text(  # nothing to tune: random runs it, the GP tuners refuse
+        "from memotune import Pipeline, stage\n"
+        "@stage\n"
+        "def score(inputs):\n"
+        "    return {'objective': 1.0}\n"
+        "pipeline = Pipeline([score])\n"
+    )
+    out = memotune(
+        "bench",
+        "--pipeline",
+        "fixed.py",
+        "--tuners",
+        "random,ei",
+        "--seeds",
+        "1",
+        "--trials",
+        "3",
+        "--json",
+        "bench.json",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert "ei seed 0: FAILED: ValueError" in out.stderr and "has no hyperparameters" in out.stderr
+    assert "1 of 2 runs failed" in out.stderr
+    table = json.loads((tmp_path / "bench.json").read_text())
+    assert list(table["tuners"]) == ["random"] and table["tuners"]["random"]["trials_mean"] == 3
+    assert [(f["tuner"], f["seed"]) for f in table["failed_runs"]] == [("ei", 0)]
