@@ -190,7 +190,8 @@ def test_digits_example_reuses_the_cached_preprocessing(ray_session, tmp_path):
         ("evaluate", False, False),
     ]
     assert two.stages[0].key == one.stages[0].key
-    storages = list((tmp_path / "cache" / "work").glob("*/ray-train"))  # the train key's scratch folder
+    # the train key's scratch folder
+    storages = list((tmp_path / "cache" / "work").glob("*/ray-train"))
     assert storages and not [run for folder in storages for run in folder.iterdir()]
     assert two.stages[0].compute_seconds == one.stages[0].compute_seconds  # not recomputed
     for record in (one, two):
