@@ -6,7 +6,7 @@ import hashlib
 import inspect
 import tempfile
 import textwrap
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +137,28 @@ def source_version(*objects: Any) -> str:
     for obj in objects:
         digest.update(_source_of(obj).encode())
     return digest.hexdigest()[:16]
+
+
+def check_settings(
+    stage: str,
+    space: Mapping[str, Param],
+    fixed: Mapping[str, Any] | None,
+    known: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """A stage factory's fixed settings, copied: a name both searched and fixed, or
+    (given ``known``) a name the stage does not know, is a :class:`SpaceError`."""
+    fixed = dict(fixed or {})
+    if known is not None:
+        known = sorted(known)
+        unknown = sorted((set(space) | set(fixed)) - set(known))
+        if unknown:
+            raise SpaceError(
+                f"stage '{stage}': unknown settings {unknown}; known: {', '.join(known)}"
+            )
+    both = sorted(set(space) & set(fixed))
+    if both:
+        raise SpaceError(f"stage '{stage}': {both} are both searched and fixed")
+    return fixed
 
 
 def factory_version(code: Sequence[Any], fixed: Mapping[str, Any]) -> str:

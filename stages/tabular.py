@@ -25,7 +25,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from memotune.pipelines import Output, Param, SpaceError, Stage, factory_version
+from memotune.pipelines import Output, Param, SpaceError, Stage, check_settings, factory_version
 from memotune.stages.threads import limited_threads
 
 ModelFactory = Callable[..., ClassifierMixin]
@@ -79,7 +79,7 @@ def base_model_stage(
     :class:`Stack`. ``folds`` stratified folds, shuffled by ``seed``, give the
     out-of-fold predictions.
     """
-    fixed = _check(name, space, fixed)
+    fixed = check_settings(name, space, fixed)
 
     def fit_base_model(upstream: TabularSplits | Stack, **params: Any) -> Output:
         stack = _as_stack(upstream, name)
@@ -121,7 +121,7 @@ def meta_model_stage(
     The setting ``passthrough`` (searched or fixed; default False) appends
     the raw features to the stacked ones; the others go to ``make_model``.
     """
-    fixed = _check(name, space, fixed)
+    fixed = check_settings(name, space, fixed)
 
     def fit_meta_model(stack: Stack, **params: Any) -> dict[str, float]:
         settings = {**fixed, **params}
@@ -159,12 +159,3 @@ def _as_stack(upstream: Any, name: str) -> Stack:
         f"stage '{name}': the upstream must be TabularSplits or a Stack, "
         f"got {type(upstream).__name__}"
     )
-
-
-def _check(name: str, space: dict[str, Param], fixed: dict[str, Any] | None) -> dict[str, Any]:
-    """The fixed settings; a name both searched and fixed fails."""
-    fixed = dict(fixed or {})
-    both = sorted(set(space) & set(fixed))
-    if both:
-        raise SpaceError(f"stage '{name}': {both} both searched and fixed")
-    return fixed

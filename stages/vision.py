@@ -35,8 +35,8 @@ from memotune.pipelines import (
     Int,
     Output,
     Param,
-    SpaceError,
     Stage,
+    check_settings,
     factory_version,
 )
 from memotune.stages.threads import limited_threads
@@ -138,9 +138,7 @@ def augment_stage(*, space: dict[str, Param] | None = None, name: str = "preproc
         if space is not None
         else {"normalize": Choice(["scale", "standardize"]), "shifts": Int(0, 4)}
     )
-    unknown = sorted(set(space) - {"normalize", "shifts"})
-    if unknown:
-        raise SpaceError(f"stage '{name}': unknown settings {unknown}; known: normalize, shifts")
+    check_settings(name, space, None, known={"normalize", "shifts"})
 
     def augment(splits: ImageSplits, normalize: str = "scale", shifts: int = 0) -> PreparedImages:
         if not 0 <= shifts <= len(MOVES):
@@ -175,10 +173,7 @@ def classifier_stage(
     ``batch_size``, ``weight_decay``, ``seed``) drive training; any other is a
     keyword argument of ``make_model``.
     """
-    fixed = dict(fixed or {})
-    both = sorted(set(space) & set(fixed))
-    if both:
-        raise SpaceError(f"stage '{name}': {both} both searched and fixed")
+    fixed = check_settings(name, space, fixed)
 
     def train(data: PreparedImages, **params: Any) -> Output:
         settings = {**TRAIN_DEFAULTS, **fixed, **params}
@@ -216,9 +211,7 @@ def tta_stage(
     fixed = {"views": 1, "temperature": 1.0, **(fixed or {})}
     for key in space:
         fixed.pop(key, None)
-    unknown = sorted((set(space) | set(fixed)) - {"views", "temperature"})
-    if unknown:
-        raise SpaceError(f"stage '{name}': unknown settings {unknown}; known: views, temperature")
+    check_settings(name, space, fixed, known={"views", "temperature"})
 
     def postprocess(trained: TrainedClassifier, **params: Any) -> dict[str, float]:
         settings = {**fixed, **params}

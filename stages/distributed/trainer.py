@@ -27,6 +27,7 @@ from memotune.pipelines import (
     SpaceError,
     Stage,
     StageContext,
+    check_settings,
     factory_version,
     scratch_folder,
 )
@@ -118,9 +119,7 @@ def ddp_trainer(
     for what, callable_ in (("model", model), ("loss", loss)):
         if not callable(callable_):
             raise SpaceError(f"stage '{name}': {what} must be callable, got {callable_!r}")
-    overlap = sorted(set(space) & set(fixed))
-    if overlap:
-        raise SpaceError(f"stage '{name}': {overlap} are both searched and fixed")
+    check_settings(name, space, fixed)
     _check_model_arguments(model, [p for p in [*space, *fixed] if p not in SETTINGS], name)
     if checkpoint_every < 1:
         raise SpaceError(f"stage '{name}': checkpoint_every must be >= 1, got {checkpoint_every}")

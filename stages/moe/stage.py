@@ -32,6 +32,7 @@ from memotune.pipelines import (
     SpaceError,
     Stage,
     StageContext,
+    check_settings,
     factory_version,
     scratch_folder,
 )
@@ -85,7 +86,7 @@ def tokenize_stage(
     """A stage that trains the BPE tokenizer on the corpus and encodes both splits."""
     fixed = dict(fixed or {})
     space = dict(space if space is not None else {"vocab_size": Int(300, 1024, log=True)})
-    _check_names(space, fixed, {"vocab_size", "max_tokens"}, name)
+    check_settings(name, space, fixed, known={"vocab_size", "max_tokens"})
 
     def tokenize(corpus: Corpus, **params: Any) -> TokenizedCorpus:
         chosen = {"max_tokens": 256, **fixed, **params}
@@ -124,7 +125,7 @@ def moe_trainer(
     if space is None:
         space = {k: v for k, v in DEFAULT_SPACE.items() if k not in fixed}
     space = dict(space)
-    _check_names(space, fixed, MoESettings.names(), name)
+    check_settings(name, space, fixed, known=MoESettings.names())
     try:  # fail now on bad fixed values and resource numbers
         MoESettings(**fixed)
         WorkerResources(1, cpus_per_worker, gpus_per_worker)
@@ -223,17 +224,6 @@ def validation_metrics(trained: TrainedMoE, memory_cap_mb: float = 64.0) -> dict
         "train_loss": trained.metrics["train_loss"],
         **metrics,
     }
-
-
-def _check_names(
-    space: dict[str, Param], fixed: dict[str, Any], known: frozenset[str] | set[str], stage: str
-) -> None:
-    unknown = sorted((set(space) | set(fixed)) - set(known))
-    if unknown:
-        raise SpaceError(f"stage '{stage}': unknown settings {unknown}; known: {sorted(known)}")
-    both = sorted(set(space) & set(fixed))
-    if both:
-        raise SpaceError(f"stage '{stage}': {both} are both searched and fixed")
 
 
 #: The modules whose code each stage's output depends on (editing one invalidates it).

@@ -30,8 +30,8 @@ from memotune.pipelines import (
     Int,
     Output,
     Param,
-    SpaceError,
     Stage,
+    check_settings,
     factory_version,
 )
 from memotune.stages.threads import limited_threads
@@ -238,15 +238,7 @@ def _check(
     name: str, space: dict[str, Param], fixed: dict[str, Any] | None, defaults: dict[str, Any]
 ) -> dict[str, Any]:
     """The fixed settings with defaults filled in; unknown or doubly given names fail."""
-    fixed = dict(fixed or {})
-    for key in [*space, *fixed]:
-        if key not in defaults:
-            raise SpaceError(
-                f"stage '{name}': unknown setting '{key}'; known: {', '.join(sorted(defaults))}"
-            )
-    both = sorted(set(space) & set(fixed))
-    if both:
-        raise SpaceError(f"stage '{name}': {both} both searched and fixed")
+    fixed = check_settings(name, space, fixed, known=defaults)
     return {k: v for k, v in {**defaults, **fixed}.items() if k not in space}
 
 
