@@ -47,6 +47,9 @@ class Pipeline:
     ``"seconds"`` unless stages report their own cost in other units (then the
     tuner's time is reported beside the budget rather than charged to it);
     ``hit_cost`` fixes what a cache hit charges (default: its load seconds).
+    ``test_metric`` names a metric the last stage reports on a held-out test
+    split: a study records it but never tells it to the tuner, and ``memotune
+    bench`` scores each run's incumbent (chosen by the objective) by it.
     """
 
     def __init__(
@@ -59,6 +62,7 @@ class Pipeline:
         name: str | None = None,
         cost_unit: str = "seconds",
         hit_cost: float | None = None,
+        test_metric: str | None = None,
     ) -> None:
         stages = list(stages)
         if not stages:
@@ -74,6 +78,10 @@ class Pipeline:
             raise SpaceError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if not isinstance(objective, str) or not objective:
             raise SpaceError(f"objective must be a metric name, got {objective!r}")
+        if test_metric is not None and (not isinstance(test_metric, str) or test_metric == objective):
+            raise SpaceError(
+                f"test_metric must be a metric name other than the objective, got {test_metric!r}"
+            )
         if hit_cost is not None and hit_cost < 0:
             raise SpaceError(f"hit_cost must be >= 0, got {hit_cost}")
         self.stages = stages
@@ -83,6 +91,7 @@ class Pipeline:
         self.name = name or "-".join(names)
         self.cost_unit = cost_unit
         self.hit_cost = hit_cost
+        self.test_metric = test_metric
         self.root_key = ROOT_KEY if inputs is None else joblib.hash(inputs)
         self.lineages = self._lineages()
 

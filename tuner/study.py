@@ -10,6 +10,7 @@ larger one extends the study.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import time
@@ -218,9 +219,21 @@ class Study:
     def _finish(self, record: TrialRecord) -> None:
         self.budget.charge(record)
         self.journal.finish(record, self.budget.trial_cost(record))
-        self.tuner.tell(record)
+        self.tuner.tell(self._blinded(record))
         self._told.append(record)
         self.callbacks.on_trial_end(self.info, record, self.budget, self.best(self._told))
+
+    def _blinded(self, record: TrialRecord) -> TrialRecord:
+        """The record as the tuner may see it: without the pipeline's test metric."""
+        hidden = self.pipeline.test_metric
+        if hidden is None:
+            return record
+
+        def without(metrics: dict[str, float]) -> dict[str, float]:
+            return {k: v for k, v in metrics.items() if k != hidden}
+
+        stages = [dataclasses.replace(s, metrics=without(s.metrics)) for s in record.stages]
+        return dataclasses.replace(record, metrics=without(record.metrics), stages=stages)
 
     def best(self, records: list[TrialRecord]) -> TrialRecord | None:
         completed = [r for r in records if r.completed]
@@ -238,7 +251,7 @@ class Study:
                 rerun.append((trial.id, trial.config, trial.proposal))
                 continue
             self.budget.charge(trial.record)
-            self.tuner.tell(trial.record)
+            self.tuner.tell(self._blinded(trial.record))
             self._told.append(trial.record)
             restored.append(trial.record)
         self._rerun_ids: list[int] = []
