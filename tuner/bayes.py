@@ -28,7 +28,7 @@ from .cached_posterior import CachedPosteriorGP
 from .encoding import SpaceEncoder
 from .models import CostModel, GPFitter, condition_on_believed
 from .observations import Observations
-from .optimize import Candidate, Prefix, optimize_over_prefixes
+from .optimize import AcquisitionFactory, Candidate, Prefix, optimize_over_prefixes
 
 #: How many recent proposals' charged seconds make the per-trial overhead the
 #: cost models add (proposal time grows slowly with the observations).
@@ -75,6 +75,7 @@ class GPTuner(Tuner):
         self._spent_by_told = 0.0
         self._warmup_spent: float | None = None
         self._proposal_charges: list[float] = []  # charged seconds of recent BO proposals
+        self._queue: list[Proposal] = []  # the rest of a batch chosen by one optimization
 
     def _observe(self, record: TrialRecord) -> None:
         self.observations.add(record)
@@ -90,6 +91,9 @@ class GPTuner(Tuner):
         data = self.observations.objective_data()
         if index < self.n_init or data is None:
             return self._warmup(index, pending)
+        queued = self._dequeue(pending)
+        if queued is not None:
+            return queued
         X, Y = data
         model = self.objective_fitter.fit(X, Y)
         pending_rows = self.encoder.encode_many([self.pipeline.validate(c) for c in pending])
@@ -100,12 +104,7 @@ class GPTuner(Tuner):
             self.costs.fit(self.observations)
             charges = self._proposal_charges
             self.costs.overhead = sum(charges) / len(charges) if charges else 0.0
-        eta = self.eta(budget)
-        best_f = float(Y.max())
-
-        def make_acquisition(depth: torch.Tensor, cached: torch.Tensor) -> CostCooledLogEI:
-            return CostCooledLogEI(model, best_f, self.costs, eta, depth, cached)
-
+        make_acquisition, info = self._acquisition(model, X, Y, budget)
         candidates = optimize_over_prefixes(
             make_acquisition,
             self.prefixes(pending),
@@ -115,19 +114,41 @@ class GPTuner(Tuner):
             polish=self.polish,
             maxiter=self.maxiter,
         )
-        chosen = self._first_new(candidates, pending)
-        if chosen is None:  # every candidate was run already: explore instead
+        chosen = self._choose(candidates, pending, model, budget)
+        if not chosen:  # every candidate was run already: explore instead
             return self._warmup(index, pending)
-        candidate, config = chosen
-        return Proposal(
-            config,
-            {
-                "phase": "bo",
-                "acquisition": candidate.value,
-                "eta": eta,
-                "prefix_depth": candidate.prefix.depth,
-            },
-        )
+        candidate, config = chosen[0]
+        info = {**info, "phase": "bo", "acquisition": candidate.value}
+        info["prefix_depth"] = candidate.prefix.depth
+        self._queue = [
+            Proposal(c, {**info, "acquisition": k.value, "prefix_depth": k.prefix.depth})
+            for k, c in chosen[1:]
+        ]
+        return Proposal(config, info)
+
+    def _acquisition(
+        self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget
+    ) -> tuple[AcquisitionFactory, dict]:
+        """The acquisition to maximize (a factory over per-candidate prefix depths and
+        cached costs) and what to record about it."""
+        eta = self.eta(budget)
+        best_f = float(Y.max())
+
+        def make_acquisition(depth: torch.Tensor, cached: torch.Tensor) -> CostCooledLogEI:
+            return CostCooledLogEI(model, best_f, self.costs, eta, depth, cached)
+
+        return make_acquisition, {"eta": eta}
+
+    def _choose(
+        self,
+        candidates: list[Candidate],
+        pending: list[Config],
+        model: CachedPosteriorGP,
+        budget: Budget,
+    ) -> list[tuple[Candidate, Config]]:
+        """The configurations to propose, best first: here the best one not yet run."""
+        chosen = self._first_new(candidates, pending)
+        return [chosen] if chosen is not None else []
 
     def eta(self, budget: Budget) -> float:
         """Cost cooling: η falls from 1 after the warm-up to 0 when the budget is spent."""
@@ -156,6 +177,19 @@ class GPTuner(Tuner):
             if not self.observations.seen(config) and self._key(config) not in taken:
                 break
         return Proposal(config, {"phase": "warmup"})
+
+    def _dequeue(self, pending: list[Config]) -> Proposal | None:
+        """The next queued proposal of the last batch that is still new, if any."""
+        taken = {self._key(c) for c in pending}
+        while self._queue:
+            proposal = self._queue.pop(0)
+            if (
+                not self.observations.seen(proposal.config)
+                and self._key(proposal.config) not in taken
+            ):
+                proposal.info["queued"] = True
+                return proposal
+        return None
 
     def _first_new(
         self, candidates: list[Candidate], pending: list[Config]

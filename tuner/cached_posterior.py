@@ -76,6 +76,22 @@ class CachedPosteriorGP(Model):
         mean, variance = mean * self._scale + self._offset, variance * self._scale**2
         return mean.reshape(X.shape[:-1]), variance.reshape(X.shape[:-1])
 
+    def correlation(self, X: torch.Tensor, others: torch.Tensor | None = None) -> torch.Tensor:
+        """Prior correlation of the latent function between ``X`` (``points × d``) and
+        ``others`` (default: every training point), ``points × len(others)``."""
+        others = self._train_x if others is None else others
+        kernel = self.model.covar_module
+        with torch.no_grad():
+            cross = kernel(X, others).to_dense()
+            scale = kernel(X, X, diag=True).unsqueeze(-1) * kernel(others, others, diag=True)
+        return cross / scale.sqrt()
+
+    def relative_noise(self) -> float:
+        """The fitted observation noise as a share of the latent prior variance."""
+        with torch.no_grad():
+            prior = self.model.covar_module(self._train_x[:1], self._train_x[:1], diag=True)
+            return float(self.model.likelihood.noise.mean() / prior.squeeze())
+
     def posterior(self, X: torch.Tensor, **kwargs) -> GPyTorchPosterior:
         mean, variance = self.mean_and_variance(X)  # X: b × 1 × d
         return GPyTorchPosterior(MultivariateNormal(mean, DiagLinearOperator(variance)))

@@ -1,0 +1,119 @@
+"""memotune's default tuner: effort sized to trial cost, no near-duplicates, noise-aware."""
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from memotune import Float, Output, Pipeline, StageCache, run, stage
+from memotune.tuner.budget import COST, Budget
+from memotune.tuner.effort import Effort
+from memotune.tuner.encoding import SpaceEncoder
+from memotune.tuner.memo import MemoTuner
+from memotune.tuner.study import Study
+
+
+def two_stage(cost: float, noise: float = 0.0) -> Pipeline:
+    """A two-stage pipeline whose stages report ``cost`` seconds each (nothing sleeps)."""
+    rng = random.Random(0)
+
+    @stage(space={"x": Float(0.0, 1.0)}, version="1", name="first")
+    def first(inputs, x):
+        return Output(x, cost=cost)
+
+    @stage(space={"y": Float(0.0, 1.0, log=False)}, version="1", name="second")
+    def second(x, y):
+        value = -((x - 0.7) ** 2) - (y - 0.3) ** 2 + noise * rng.gauss(0.0, 1.0)
+        return Output({"objective": value}, cost=cost)
+
+    return Pipeline([first, second], name=f"two-stage-{cost}")
+
+
+def study(tmp_path, pipeline: Pipeline, budget: float, name: str = "s"):
+    return Study(
+        pipeline,
+        name=name,
+        budget=Budget(COST, budget),
+        tuner="memo",
+        seed=0,
+        storage=tmp_path / "studies",
+        cache=StageCache(tmp_path / "cache"),
+    ).run()
+
+
+def test_effort_batches_more_as_trials_get_cheaper():
+    sizes = []
+    for trial_cost in (100.0, 1.0, 0.05, 0.001):
+        effort = Effort(target_share=0.05, max_batch=16)
+        for _ in range(5):
+            effort.observe_trial(trial_cost)
+            effort.observe_proposal(0.2)
+        sizes.append(effort.batch_size(charged=True))
+    assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == 16
+    assert Effort().batch_size(charged=False) == 1  # uncharged time: one per fit
+
+
+def test_a_proposal_costs_less_per_trial_when_trials_are_cheap(tmp_path):
+    """With trials that cost next to nothing, one fit serves a batch of proposals; with
+    dear trials every proposal gets its own fit (and a wider search)."""
+    cheap = study(tmp_path / "cheap", two_stage(0.001), budget=15.0)
+    dear = study(tmp_path / "dear", two_stage(60.0), budget=2000.0)
+
+    def bo(result):
+        return [r for r in result.trials if r.info.get("phase") == "bo"]
+
+    assert any(r.info.get("queued") for r in bo(cheap))
+    assert max(r.info.get("batch", 1) for r in bo(cheap)) > 1
+    assert not any(r.info.get("queued") for r in bo(dear))
+
+    def per_trial(result):
+        return sum(r.info["tuner_seconds"] for r in bo(result)) / len(bo(result))
+
+    assert per_trial(cheap) < per_trial(dear)
+
+
+def test_no_proposal_repeats_an_observed_configuration_within_the_noise(tmp_path):
+    pipe = two_stage(1.0, noise=0.05)
+    result = study(tmp_path, pipe, budget=60.0)
+    encoder = SpaceEncoder(pipe)
+    rows = torch.stack([encoder.encode(r.config) for r in result.trials])
+    closest = min(float((a - b).norm()) for a, b in itertools.combinations(rows, 2))
+    assert len(result.trials) >= 25
+    assert closest > 1e-3
+
+
+def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
+    pipe = two_stage(1.0, noise=0.05)
+    cache = StageCache(tmp_path / "cache")
+    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, owner="test")
+    for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6), (0.6, 0.35)]:
+        tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
+    budget = Budget(COST, 100.0)
+    proposal = tuner.ask([], budget)
+    twin = {"first": {"x": 0.7}, "second": {"y": 0.3 + 1e-7}}
+    row = tuner.encoder.encode(twin)
+    X, Y = tuner.observations.objective_data()
+    model = tuner.objective_fitter.build(X, Y)
+    from memotune.tuner.cached_posterior import CachedPosteriorGP
+    from memotune.tuner.optimize import Candidate, Prefix
+
+    cached = CachedPosteriorGP(model)
+    tuner._incumbent = float("-inf")
+    tuner._batch = 2
+    fresh = Candidate(torch.tensor([0.2, 0.8], dtype=torch.float64), Prefix(0), 0.0)
+    chosen = tuner._choose([Candidate(row, Prefix(0), 1.0), fresh], [], cached, budget)
+    assert [c for c, _ in chosen] == [fresh]
+    assert proposal.config != twin
+
+
+@pytest.mark.parametrize("noise", [0.3])
+def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_draw(tmp_path, noise):
+    pipe = two_stage(1.0, noise=noise)
+    cache = StageCache(tmp_path / "cache")
+    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, owner="test")
+    for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6), (0.5, 0.5), (0.2, 0.4)]:
+        tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
+    proposal = tuner.ask([], Budget(COST, 100.0))
+    best_draw = max(o.value for o in tuner.observations.items)
+    assert proposal.info["incumbent"] < best_draw
