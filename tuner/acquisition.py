@@ -107,21 +107,22 @@ class GittinsIndex(AcquisitionFunction):
         return mean - sigma * solve_log_ei_helper(log_ratio)
 
 
-def solve_log_ei_helper(log_ratio: torch.Tensor, steps: int = 60) -> torch.Tensor:
-    """``z`` with ``log h(z) = log_ratio``, ``h(z) = φ(z) + z·Φ(z)`` (h increases in z).
+def solve_log_ei_helper(log_ratio: torch.Tensor, steps: int = 24) -> torch.Tensor:
+    """``z`` with ``log h(z) = log_ratio``, ``h(z) = φ(z) + z·Φ(z)``.
 
-    Bisection finds the root without gradient; one Newton step on top carries
-    the gradient by the implicit function theorem (``dz/d log r = h(z)/Φ(z)``).
+    ``log h`` is increasing and concave, so Newton's method started left of the
+    root climbs to it monotonically; it runs without gradient, and one more
+    step on top carries the gradient by the implicit function theorem
+    (``dz/d log r = h(z)/Φ(z)``).
     """
     with torch.no_grad():
         target = log_ratio.detach()
-        low = -(2 * target.clamp_max(0).neg()).sqrt() - 4.0
-        high = target.clamp(max=30.0).exp() + 4.0
+        z = -(2 * target.clamp_max(0).neg()).sqrt() - 4.0  # log h(z) < target here
         for _ in range(steps):
-            middle = (low + high) / 2
-            above = _log_ei_helper(middle) > target
-            high = torch.where(above, middle, high)
-            low = torch.where(above, low, middle)
-        z = (low + high) / 2
-        slope = torch.special.log_ndtr(z) - _log_ei_helper(z)  # log(Φ(z) / h(z))
-    return z + (log_ratio - _log_ei_helper(z).detach()) * (-slope).exp()
+            z = (
+                z
+                + (target - _log_ei_helper(z))
+                * (_log_ei_helper(z) - torch.special.log_ndtr(z)).exp()
+            )
+        inverse_slope = (_log_ei_helper(z) - torch.special.log_ndtr(z)).exp()  # h(z) / Φ(z)
+    return z + (log_ratio - _log_ei_helper(z).detach()) * inverse_slope
