@@ -22,7 +22,7 @@ from _common import parser, report  # noqa: E402
 
 from memotune.cache import StageCache  # noqa: E402
 from memotune.stages.synthetic import synthetic_pipeline  # noqa: E402
-from memotune.tuner.budget import TRIALS, Budget  # noqa: E402
+from memotune.tuner.budget import Budget, ProposalCharge  # noqa: E402
 from memotune.tuner.study import Study  # noqa: E402
 
 WINDOW = 10  # proposals on each side of the observation count
@@ -31,17 +31,19 @@ WINDOW = 10  # proposals on each side of the observation count
 def main() -> None:
     args = parser(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(2)
+    pipeline = synthetic_pipeline("synthetic-3")
     with tempfile.TemporaryDirectory() as folder:
         result = Study(
-            synthetic_pipeline("synthetic-3"),
+            pipeline,
             name="overhead",
-            budget=Budget(TRIALS, 200 + WINDOW + 1),
+            budget=Budget.for_pipeline(pipeline, trials=200 + WINDOW + 1),
             tuner="eeipu",
             seed=0,
             storage=Path(folder) / "studies",
             cache=StageCache(Path(folder) / "cache"),
         ).run()
-    seconds = [r.info["tuner_seconds"] for r in result.trials]  # trial i saw i observations
+    # trial i saw i observations
+    seconds = [ProposalCharge.from_record(r).seconds for r in result.trials]
 
     def around(n: int) -> float:
         return statistics.mean(seconds[n - WINDOW : n + WINDOW])

@@ -13,7 +13,7 @@ from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
 from memotune.runners import open_runner
 from memotune.tracking import MlflowTracker
-from memotune.tuner.budget import COST, TRIALS, Budget
+from memotune.tuner.budget import Budget
 from memotune.tuner.callbacks import StudyCallback
 from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
 
@@ -56,12 +56,7 @@ def tune(
     in the working directory): an experiment named after the study, a parent run
     for the sweep and a child run per trial. See ``memotune.tracking``.
     """
-    if (budget is None) == (trials is None):
-        raise ValueError("give either budget= (in cost units) or trials= (a count), not both")
-    if budget is not None:
-        spend = Budget(COST, float(budget), charge_tuner=pipeline.cost_unit == "seconds")
-    else:
-        spend = Budget(TRIALS, float(trials))
+    spend = Budget.for_pipeline(pipeline, budget=budget, trials=trials)
     name = study or f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     hooks = [ProgressPrinter()] if progress else []
     if tracking:

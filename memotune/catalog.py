@@ -7,8 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memotune.pipelines import TrialRecord
-from memotune.report import settle
+from memotune.pipelines import TrialRecord, best_trial
 from memotune.tuner.budget import Budget
 from memotune.tuner.journal import RUNNING, Journal
 
@@ -41,11 +40,7 @@ class StoredStudy:
 
     @property
     def best(self) -> TrialRecord | None:
-        completed = [r for r in self.records if r.completed and r.objective is not None]
-        if not completed:
-            return None
-        sign = 1 if self.maximize else -1
-        return max(completed, key=lambda r: sign * r.objective)
+        return best_trial(self.records, self.maximize)
 
     @property
     def failed(self) -> int:
@@ -83,7 +78,6 @@ def load_study(storage: str | Path, name: str) -> StoredStudy:
         raise UnreadableStudy(f"cannot read study '{name}' ({path / JOURNAL}): {error}") from None
     records = [t.record for t in trials if t.status != RUNNING and t.record is not None]
     running = [t.id for t in trials if t.status == RUNNING or t.record is None]
-    budget = settle(
-        records, settings.get("budget_kind", "trials"), float(settings.get("budget_total", 1.0))
-    )
+    budget = Budget.from_settings(settings)
+    budget.charge_all(records)
     return StoredStudy(name, path, settings, records, running, budget)

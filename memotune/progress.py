@@ -8,7 +8,7 @@ import sys
 from typing import TextIO
 
 from memotune.pipelines import TrialRecord
-from memotune.tuner.budget import Budget
+from memotune.tuner.budget import Budget, ProposalCharge
 from memotune.tuner.callbacks import StudyCallback, StudyInfo
 
 
@@ -49,12 +49,13 @@ class ProgressPrinter(StudyCallback):
         self._count(record)
         outcome = f"{record.objective:.6g}" if record.completed else f"FAILED ({record.error})"
         reuse = f" reused {record.reused_depth}" if record.reused_depth else ""
+        charge = ProposalCharge.from_record(record)
         self._print(
             f"trial {record.trial_id:>4} {outcome:>12}  best {_best(best)}  "
             f"spent {_amount(budget.spent, budget)}/{_amount(budget.total, budget)} "
             f"({100 * budget.spent / budget.total:.0f}%)  hits {record.cache_hits}/"
             f"{len(record.stages)}{reuse}  running {self.running}  "
-            f"tuner {record.info.get('tuner_seconds', 0):.2f}s  {record.info.get('phase', '')}"
+            f"tuner {charge.seconds:.2f}s  {charge.phase or ''}"
         )
 
     def on_study_end(self, study: StudyInfo, result) -> None:

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from memotune.pipelines import TrialRecord
-from memotune.tuner.budget import Budget
+from memotune.pipelines import TrialRecord, improves
+from memotune.tuner.budget import Budget, ProposalCharge
 
 
 @dataclass
@@ -50,22 +50,8 @@ class StageCost:
 
 def replay_budget(records: Sequence[TrialRecord], template: Budget) -> list[float]:
     """The budget spent after each record, charging them in order into a fresh copy of
-    ``template`` (its kind, total and whether the tuner's time is charged)."""
-    budget = Budget(template.kind, template.total, charge_tuner=template.charge_tuner)
-    spent = []
-    for record in records:
-        budget.charge(record)
-        spent.append(budget.spent)
-    return spent
-
-
-def settle(records: Sequence[TrialRecord], kind: str, total: float) -> Budget:
-    """A budget charged with ``records``, as the study charged it."""
-    charge_tuner = any(float(r.info.get("tuner_charged", 0.0)) > 0 for r in records)
-    budget = Budget(kind, total, charge_tuner=charge_tuner)
-    for record in records:
-        budget.charge(record)
-    return budget
+    ``template`` (its kind and total)."""
+    return template.fresh().charge_all(records)
 
 
 def convergence(
@@ -82,7 +68,7 @@ def next_point(previous: Point | None, record: TrialRecord, spent: float, maximi
     """The point after ``previous`` for a trial that brought the budget spent to ``spent``."""
     best = previous.best if previous else None
     if record.completed and record.objective is not None:
-        if best is None or (record.objective > best if maximize else record.objective < best):
+        if improves(record.objective, best, maximize):
             best = record.objective
     return Point(
         trial_id=record.trial_id,
@@ -122,7 +108,7 @@ def cost_table(records: Sequence[TrialRecord], budget: dict[str, Any]) -> tuple[
             [cost.stage, cost.runs, cost.hits, cost.compute, cost.loads, cost.charged, cost.saved]
         )
     runs, hits = sum(r[1] for r in rows), sum(r[2] for r in rows)
-    proposals = sum("phase" in r.info for r in records)
+    proposals = sum(ProposalCharge.from_record(r).proposed for r in records)
     rows.append(["(tuner)", proposals, 0, budget["tuner"], 0.0, budget["tuner"], 0.0])
     rows.append(
         [
@@ -187,10 +173,10 @@ def trials_table(records: Sequence[TrialRecord], points: Sequence[Point]) -> tup
         row = [record.trial_id, record.status, record.objective]
         row += [record.metrics.get(m) for m in metrics]
         row += [record.config.get(p.split(".", 1)[0], {}).get(p.split(".", 1)[1]) for p in params]
-        info = record.info
-        row += [info.get(k) for k in ("phase", "acquisition", "eta", "prefix_depth")]
+        info, charge = record.info, ProposalCharge.from_record(record)
+        row += [charge.phase, *(info.get(k) for k in ("acquisition", "eta", "prefix_depth"))]
         row += [record.reused_depth, record.cache_hits, point.cost, point.spent]
-        row += [info.get("tuner_seconds")]
+        row += [charge.seconds if charge.proposed else None]
         for stage in stages:
             s = by_stage.get(stage)
             row += (

@@ -3,7 +3,7 @@ and the runners that execute a configuration through the stage cache."""
 
 from .keys import canonical_json, stage_key
 from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
-from .records import COMPLETED, FAILED, StageRecord, TrialRecord
+from .records import COMPLETED, FAILED, StageRecord, TrialRecord, best_trial, improves
 from .runner import LocalRunner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
 from .stage import (
@@ -36,9 +36,11 @@ __all__ = [
     "StageRecord",
     "TrialFailed",
     "TrialRecord",
+    "best_trial",
     "canonical_json",
     "check_settings",
     "factory_version",
+    "improves",
     "run",
     "run_trial",
     "scratch_folder",

@@ -78,7 +78,9 @@ class Pipeline:
             raise SpaceError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if not isinstance(objective, str) or not objective:
             raise SpaceError(f"objective must be a metric name, got {objective!r}")
-        if test_metric is not None and (not isinstance(test_metric, str) or test_metric == objective):
+        if test_metric is not None and (
+            not isinstance(test_metric, str) or test_metric == objective
+        ):
             raise SpaceError(
                 f"test_metric must be a metric name other than the objective, got {test_metric!r}"
             )

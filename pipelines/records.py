@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -83,3 +84,19 @@ class TrialRecord:
         data = dict(data)
         data["stages"] = [StageRecord(**s) for s in data.get("stages", [])]
         return cls(**data)
+
+
+def improves(value: float, best: float | None, maximize: bool) -> bool:
+    """``value`` is strictly better than ``best`` (None: nothing yet) in the direction."""
+    return best is None or (value > best if maximize else value < best)
+
+
+def best_trial(records: Iterable[TrialRecord], maximize: bool) -> TrialRecord | None:
+    """The incumbent: the completed trial with the best objective in the direction
+    (on a tie, the one listed first); None while no trial has completed."""
+    best: TrialRecord | None = None
+    for record in records:
+        if record.completed and record.objective is not None:
+            if improves(record.objective, None if best is None else best.objective, maximize):
+                best = record
+    return best

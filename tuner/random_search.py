@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import Config, Proposal, Tuner
-from .budget import Budget
+from .budget import PHASE, Budget
 from .encoding import SpaceEncoder
 
 
@@ -22,4 +22,4 @@ class RandomSearch(Tuner):
         index = self.told + len(pending)  # the same draws after a resume
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
         row = torch.rand(self.encoder.dim, generator=generator, dtype=torch.float64)
-        return Proposal(self.encoder.decode(row), {"phase": "random"})
+        return Proposal(self.encoder.decode(row), {PHASE: "random"})

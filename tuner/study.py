@@ -22,9 +22,9 @@ from typing import Any, Protocol
 
 from memotune.cache import StageCache
 from memotune.errors import TooManyFailures
-from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, canonical_json
+from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, best_trial, canonical_json
 
-from .budget import Budget
+from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
 from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
 from .registry import make_tuner, tuner_class
@@ -209,16 +209,12 @@ class Study:
         proposal = self.tuner.ask(pending, self.budget)
         seconds = time.perf_counter() - started
         config = self.pipeline.validate(proposal.config)
-        info = {
-            **proposal.info,
-            "tuner_seconds": seconds,
-            "tuner_charged": seconds if self.budget.charge_tuner else 0.0,
-        }
-        return config, info
+        charge = self.budget.proposal(seconds, proposal.info.get(PHASE))
+        return config, {**proposal.info, **charge.to_info()}
 
     def _finish(self, record: TrialRecord) -> None:
         self.budget.charge(record)
-        self.journal.finish(record, self.budget.trial_cost(record))
+        self.journal.finish(record, trial_cost(record))
         self.tuner.tell(self._blinded(record))
         self._told.append(record)
         self.callbacks.on_trial_end(self.info, record, self.budget, self.best(self._told))
@@ -236,11 +232,7 @@ class Study:
         return dataclasses.replace(record, metrics=without(record.metrics), stages=stages)
 
     def best(self, records: list[TrialRecord]) -> TrialRecord | None:
-        completed = [r for r in records if r.completed]
-        if not completed:
-            return None
-        sign = 1 if self.pipeline.maximize else -1
-        return max(completed, key=lambda r: sign * r.objective)
+        return best_trial(records, self.pipeline.maximize)
 
     def _restore(self) -> tuple[list[TrialRecord], list[tuple[int, dict, dict]]]:
         """Tell the tuner every finished trial; list the ones to run again."""
@@ -258,7 +250,8 @@ class Study:
         return restored, rerun
 
     def _result(self, finished: list[TrialRecord], stopped: str, restored: int) -> StudyResult:
-        proposals = [r.info.get("tuner_seconds", 0.0) for r in finished if "phase" in r.info]
+        charges = [ProposalCharge.from_record(r) for r in finished]
+        proposals = [c.seconds for c in charges if c.proposed]
         return StudyResult(
             study=self.name,
             path=self.path,
@@ -288,6 +281,7 @@ class Study:
                 "tuner_options": tuner_options,
                 "budget_kind": self.budget.kind,
                 "budget_total": self.budget.total,
+                "cost_unit": self.pipeline.cost_unit,
                 "created": time.time(),
             }
             return settings

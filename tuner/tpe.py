@@ -13,7 +13,7 @@ from typing import Any
 from memotune.pipelines import Choice, Float, Int, Pipeline, TrialRecord, canonical_json
 
 from .base import Config, Proposal, Tuner
-from .budget import Budget
+from .budget import PHASE, Budget
 
 
 class TPE(Tuner):
@@ -53,7 +53,7 @@ class TPE(Tuner):
             stage, name = key.split(".", 1)
             config[stage][name] = value
         self._asked.setdefault(canonical_json(config), []).append(trial)
-        return Proposal(config, {"phase": "tpe"})
+        return Proposal(config, {PHASE: "tpe"})
 
     def _observe(self, record: TrialRecord) -> None:
         config = self.pipeline.validate(record.config)

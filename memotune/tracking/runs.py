@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from memotune.pipelines import TrialRecord
-from memotune.tuner.budget import TRIALS
+from memotune.tuner.budget import TRIALS, ProposalCharge
 
 STUDY_TAG = "memotune.study"
 CREATED_TAG = "memotune.study_created"
@@ -34,7 +34,7 @@ TRIAL_TAG = "memotune.trial"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
-_INFO_METRICS = ("tuner_seconds", "acquisition", "eta", "prefix_depth")
+_INFO_METRICS = ("acquisition", "eta", "prefix_depth")
 _TAG_LIMIT = 5000
 
 
@@ -70,8 +70,9 @@ def trial_run_name(trial_id: int) -> str:
 def start_tags(trial_id: int, info: dict[str, Any], tuner: str) -> dict[str, str]:
     """The tags a trial run carries from the moment it starts."""
     tags = {TRIAL_TAG: str(trial_id), "status": "running", "tuner": tuner}
-    if "phase" in info:
-        tags["phase"] = str(info["phase"])
+    charge = ProposalCharge.from_info(info)
+    if charge.proposed:
+        tags["phase"] = charge.phase
     if info.get("rerun"):
         tags["rerun"] = "true"
     return tags
@@ -94,6 +95,9 @@ def trial_metrics(record: TrialRecord, trial_cost: float) -> list[MetricValue]:
     values: dict[str, float] = {}
     for name, value in record.metrics.items():
         _put(values, metric_key(name), value)
+    charge = ProposalCharge.from_record(record)
+    if charge.proposed:
+        _put(values, "tuner_seconds", charge.seconds)
     for name in _INFO_METRICS:
         _put(values, name, record.info.get(name))
     _put(values, "cache_hits", record.cache_hits)
