@@ -15,13 +15,14 @@ from memotune.runners import open_runner
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import Budget
 from memotune.tuner.callbacks import StudyCallback
+from memotune.tuner.registry import TunerSpec
 from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
 
 
 def tune(
     pipeline: Pipeline,
     *,
-    tuner: str = "eeipu",
+    tuner: TunerSpec = "eeipu",
     budget: float | None = None,
     trials: int | None = None,
     seed: int = 0,
@@ -41,6 +42,10 @@ def tune(
 ) -> StudyResult:
     """Tune ``pipeline`` until ``budget`` (cost units: seconds of stage compute, cache
     loads and the tuner's own time) or ``trials`` (a count) is spent.
+
+    ``tuner`` is a registered name (``"eeipu"``, ``"ei"``, ``"tpe"``, … see
+    ``memotune.tuner.TUNERS``), a :class:`memotune.tuner.Tuner` subclass of your own,
+    or an import path to one (``"package.module:Class"``, ``"path/to/file.py:Class"``).
 
     ``study`` names the study; an existing one is resumed (its budget or trial
     count becomes the new total). Without a name, a new study is started.

@@ -3,12 +3,13 @@ built-in benchmark pipeline (``synthetic-3``, ``synthetic-10``)."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from memotune.pipelines import Pipeline
-from memotune.pipelines.shipping import import_path
+from memotune.pipelines.shipping import import_file
 from memotune.stages.synthetic import LAYOUTS, synthetic_pipeline
+
+__all__ = ["PipelineNotFound", "import_file", "load_pipeline"]
 
 
 class PipelineNotFound(ValueError):
@@ -43,11 +44,3 @@ def load_pipeline(spec: str) -> Pipeline:
             f"pick one with {path}:NAME"
         )
     return next(iter(pipelines.values()))
-
-
-def import_file(path: Path):
-    """Import a Python file as a module with a stable name, registered in ``sys.modules``
-    (so its stage functions pickle and their source can be read)."""
-    path = path.resolve()
-    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
-    return import_path(f"memotune_user_{path.stem}_{digest}", path)

@@ -19,6 +19,7 @@ cannot be imported by name; cloudpickle sends its objects by value.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import sys
 from collections.abc import Iterable
@@ -48,7 +49,7 @@ class UserCode:
         for name in sorted(_module_names(objects)):
             module = sys.modules.get(name)
             path = getattr(module, "__file__", None)
-            if module is not None and name != "__main__" and path and not _installed(module):
+            if module is not None and name != "__main__" and path and not is_installed(module):
                 found[name] = str(Path(path).resolve())
         return cls(tuple(found.items()))
 
@@ -81,6 +82,15 @@ def import_path(name: str, path: str | Path) -> ModuleType:
         del sys.modules[name]
         raise
     return module
+
+
+def import_file(path: str | Path) -> ModuleType:
+    """Import a user's Python file as a module with a stable name derived from its
+    absolute path (``memotune_user_<stem>_<hash>``), registered in ``sys.modules`` (so
+    what it defines pickles and its source can be read)."""
+    path = Path(path).resolve()
+    digest = hashlib.sha256(str(path).encode()).hexdigest()[:8]
+    return import_path(f"memotune_user_{path.stem}_{digest}", path)
 
 
 def _module_names(objects: Iterable[Any], depth: int = 3) -> set[str]:
@@ -117,7 +127,7 @@ def _held(obj: Any) -> list[Any]:
     return held
 
 
-def _installed(module: ModuleType) -> bool:
+def is_installed(module: ModuleType) -> bool:
     """Whether a worker with this Python environment imports ``module`` by name: built
     in, in the standard library, or part of an installed (or editable) distribution."""
     top = module.__name__.partition(".")[0]

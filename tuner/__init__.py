@@ -2,7 +2,7 @@
 
 from .base import Proposal, Tuner
 from .budget import COST, PHASE, TRIALS, WARMUP, Budget, ProposalCharge, trial_cost
-from .registry import TUNERS, make_tuner, tuner_class
+from .registry import TUNERS, make_tuner, tuner_class, tuner_spec
 
 __all__ = [
     "COST",
@@ -17,4 +17,5 @@ __all__ = [
     "make_tuner",
     "trial_cost",
     "tuner_class",
+    "tuner_spec",
 ]

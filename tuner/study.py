@@ -27,7 +27,7 @@ from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, best_trial, c
 from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
 from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
-from .registry import make_tuner, tuner_class
+from .registry import TunerSpec, tuner_class, tuner_spec
 
 
 class Runner(Protocol):
@@ -99,7 +99,7 @@ class Study:
         *,
         name: str,
         budget: Budget,
-        tuner: str = "eeipu",
+        tuner: TunerSpec = "eeipu",
         seed: int = 0,
         storage: str | Path = DEFAULT_STORAGE,
         cache: StageCache | None = None,
@@ -111,7 +111,7 @@ class Study:
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
-        tuner_class(tuner)  # an unknown tuner fails before the study is created
+        chosen = tuner_class(tuner)  # an unknown tuner fails before the study is created
         self.pipeline = pipeline
         self.name = name
         self.path = Path(storage) / name
@@ -125,10 +125,9 @@ class Study:
         self._lock = StudyLock(self.path / "lock", name)
         try:
             self.journal = Journal(self.path / "journal.sqlite")
-            settings = self._open_settings(tuner, seed, tuner_options or {})
+            settings = self._open_settings(tuner_spec(tuner), seed, tuner_options or {})
             self.tuner_name, self.seed = settings["tuner"], settings["seed"]
-            self.tuner = make_tuner(
-                self.tuner_name,
+            self.tuner = chosen(
                 pipeline,
                 seed=self.seed,
                 cache=cache,

@@ -15,6 +15,7 @@ from memotune.tuner.registry import TUNERS
 EXAMPLES = """examples:
   memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0
   memotune tune examples/digits.py --tuner random --trials 20 --workers 2
+  memotune tune examples/digits.py --tuner my_tuners.py:Greedy --trials 20  # your own tuner
   memotune tune examples/digits.py --budget 600 --address auto --workers 8   # join a cluster
   memotune tune examples/digits.py --trials 5 --runner local                 # debug in-process
   memotune tune examples/digits.py --study digits --budget 120     # resume, extended to 120 s
@@ -37,7 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pipeline", metavar="FILE.py[:NAME]", help="where the pipeline is defined")
-    parser.add_argument("--tuner", default="eeipu", choices=sorted(TUNERS), help="default: eeipu")
+    parser.add_argument(
+        "--tuner",
+        default="eeipu",
+        metavar="TUNER",
+        help=f"{', '.join(sorted(TUNERS))} (default: eeipu), or your own Tuner subclass as "
+        "package.module:Class or path/to/file.py:Class",
+    )
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--budget", type=float, help="total cost budget (seconds on real stages)")
     amount.add_argument("--trials", type=int, help="total number of trials")
