@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -59,6 +61,12 @@ def test_user_errors_are_one_clear_line(tmp_path):
             ["bench", "--pipeline", "synthetic-3", "--tuners", "eeipu,nope", "--trials", "3"],
             "unknown tuner 'nope'",
         ),
+        (
+            ["bench", "--pipeline", "synthetic-3", "--tuners", "ei", "--reference", "random"]
+            + ["--trials", "3"],
+            "--reference 'random' is not one of --tuners",
+        ),
+        (["tune", "two.py:p1", "--tuner", "nothere.py:T", "--trials", "2"], "no such file"),
     ]
     for args, message in cases:
         out = memotune(*args, cwd=tmp_path)
@@ -68,13 +76,27 @@ def test_user_errors_are_one_clear_line(tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
+USER_TUNER = """
+from memotune.tuner.random_search import RandomSearch
+
+class Shifted(RandomSearch):
+    def _propose(self, pending, budget):
+        return super()._propose(pending + [None] * 3, budget)
+"""
+
+
 def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
+    from memotune.bench import anytime_curves
+
+    (tmp_path / "mine.py").write_text(USER_TUNER)
     out = memotune(
         "bench",
         "--pipeline",
         "synthetic-3",
         "--tuners",
-        "random,ei",
+        "random,ei,mine.py:Shifted",
+        "--reference",
+        "ei",
         "--seeds",
         "2",
         "--trials",
@@ -87,14 +109,31 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert "synthetic-3, 6 trials, 2 seeds" in out.stdout
+    assert "$ memotune bench --pipeline synthetic-3" in out.stdout  # the command above the table
+    assert "W/T/L vs ei" in out.stdout and "budget in tuner" in out.stdout
     table = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert table["pipeline"] == "synthetic-3" and table["seeds"] == 2
-    assert table["failed_runs"] == []
-    for tuner in ("random", "ei"):
-        row = table["tuners"][tuner]
-        assert row["trials_mean"] == 6 and row["best_mean"] is not None
-        assert {"best_sem", "tuner_seconds_per_proposal"} <= set(row)
-    assert [len(run["curve"]) for run in table["runs"]] == [6, 6, 6, 6]
+    assert table["failed_runs"] == [] and table["reference"] == "ei"
+    assert list(table["tuners"]) == ["random", "ei", "mine.py:Shifted"]
+    for tuner, row in table["tuners"].items():
+        assert row["trials_mean"] == 6 and row["test_mean"] is not None
+        assert {"test_sem", "best_sem", "gain_vs_baselines", "tuner_share"} <= set(row)
+        assert {"tuner_seconds_per_proposal", "cache_hit_share"} <= set(row)
+        if tuner == "ei":
+            assert row["paired"] is None
+        else:
+            pair = row["paired"]
+            assert pair["reference"] == "ei" and pair["seeds"] == 2
+            assert pair["wins"] + pair["ties"] + pair["losses"] == 2 and "p_value" in pair
+    assert [len(run["curve"]) for run in table["runs"]] == [6] * 6
+    assert all(run["test"] == run["curve"][-1][2] for run in table["runs"])
+    record = table["provenance"]
+    assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
+    assert {"platform", "cpu_count", "python", "torch", "hostname"} <= set(record["machine"])
+    assert record["command"].startswith("memotune bench --pipeline synthetic-3 --tuners")
+    assert record["wall_seconds"] > 0 and record["started"]
+    for tuner, (_, means, _) in anytime_curves(table).items():  # the plot ends at the table
+        assert means[-1] == pytest.approx(table["tuners"][tuner]["test_mean"])
     assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -125,4 +164,5 @@ def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):
     assert "1 of 2 runs failed" in out.stderr
     table = json.loads((tmp_path / "bench.json").read_text())
     assert list(table["tuners"]) == ["random"] and table["tuners"]["random"]["trials_mean"] == 3
+    assert table["tuners"]["random"]["paired"] is None  # the reference, and ei has no runs
     assert [(f["tuner"], f["seed"]) for f in table["failed_runs"]] == [("ei", 0)]

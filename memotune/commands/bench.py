@@ -6,9 +6,9 @@ import argparse
 import functools
 import json
 import sys
+import time
 from pathlib import Path
 
-from memotune.formatting import table
 from memotune.loading import load_pipeline
 from memotune.tuner.registry import tuner_class
 
@@ -17,7 +17,9 @@ EXAMPLES = """examples:
       --seeds 10 --budget 400 --json out/synthetic-3.json
   memotune bench --pipeline synthetic-10 --tuners eeipu,ei --seeds 5 --budget 1500
   memotune bench --pipeline examples/vision.py --tuners eeipu,ei,carbo,ms-carbo,random,tpe \\
-      --seeds 3 --budget 120 --json docs/bench/vision.json --plot docs/bench/vision.png
+      --seeds 5 --budget 120 --json docs/bench/vision.json --plot docs/bench/vision.png
+  memotune bench --pipeline synthetic-3 --tuners ei,eeipu,my_tuners.py:Greedy --reference eeipu \\
+      --seeds 10 --budget 400
 """
 
 
@@ -27,7 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare tuners on one pipeline",
         description=(
             "Run each tuner on the same pipeline, seeds and budget (each run in its own "
-            "process, folder and cache) and print one table."
+            "process, folder and cache) and print one table: per tuner, the test score of "
+            "the incumbent a user would pick (best by the tuning objective; the pipeline's "
+            "test_metric, or the objective where it has none), mean ± standard error over "
+            "seeds; the EEIPU paper's gain since warm-up relative to the other tuners; "
+            "wins/ties/losses and a Wilcoxon signed-rank p-value against --reference, seed "
+            "by seed; and the tuner's share of the charged budget."
         ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,7 +43,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--pipeline", required=True, help="synthetic-3, synthetic-10 or FILE.py[:NAME]"
     )
     parser.add_argument(
-        "--tuners", default="eeipu,ei,eips,carbo,ms-carbo,random", help="comma-separated"
+        "--tuners",
+        default="eeipu,ei,eips,carbo,ms-carbo,random",
+        help="comma-separated: registered names or Tuner classes as package.module:Class or "
+        "path/to/file.py:Class",
+    )
+    parser.add_argument(
+        "--reference",
+        help="the tuner every other is compared with, seed by seed (default: the first listed)",
     )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     amount = parser.add_mutually_exclusive_group(required=True)
@@ -50,23 +64,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="trials in flight within each run: proposals are made with the others pending "
         "(default 1)",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the table to this file")
+    parser.add_argument(
+        "--json",
+        metavar="PATH",
+        help="also write the table, every run, and the commit, machine and command to this file",
+    )
     parser.add_argument(
         "--plot",
         metavar="PATH",
-        help="also draw best objective against budget spent (png, svg or pdf)",
+        help="also draw the incumbent's test score against budget spent (png, svg or pdf)",
     )
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> None:
-    # torch and matplotlib: only when benchmarking
-    from memotune.tuner.bench import RunFailure, RunResult, compare, summarize
-    from memotune.tuner.bench_plot import plot_summary
+    # torch, scipy, rich and matplotlib: only when benchmarking
+    from memotune.bench import (
+        RunFailure,
+        RunResult,
+        compare,
+        format_table,
+        plot_summary,
+        provenance,
+        summarize,
+    )
 
+    started = time.time()
     tuners = [t.strip() for t in args.tuners.split(",") if t.strip()]
     for name in tuners:
         tuner_class(name)  # unknown or unavailable tuners fail before anything runs
+    reference = args.reference or (tuners[0] if tuners else None)
+    if reference not in tuners:
+        raise ValueError(f"--reference {reference!r} is not one of --tuners ({args.tuners})")
     pipeline = load_pipeline(args.pipeline)
     factory = functools.partial(load_pipeline, args.pipeline)
     total = len(tuners) * args.seeds
@@ -78,8 +107,9 @@ def _run(args: argparse.Namespace) -> None:
             line = f"{head}: FAILED: {outcome.error}"
         else:
             best = "–" if outcome.best is None else f"{outcome.best:.6g}"
+            test = "–" if outcome.test is None else f"{outcome.test:.6g}"
             line = (
-                f"{head}: {outcome.trials} trials, best {best}, "
+                f"{head}: {outcome.trials} trials, best {best}, test {test}, "
                 f"{outcome.seconds_per_proposal:.3f}s/proposal"
             )
         print(line, file=sys.stderr, flush=True)
@@ -106,6 +136,10 @@ def _run(args: argparse.Namespace) -> None:
         cost_unit=pipeline.cost_unit,
         workers=args.workers,
         failures=failures,
+        objective=pipeline.objective,
+        test_metric=pipeline.test_metric,
+        reference=reference,
+        provenance=provenance(getattr(args, "argv", sys.argv[1:]), started, time.time()),
     )
     print(format_table(summary))
     if args.json:
@@ -116,38 +150,3 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {plot_summary(summary, args.plot)}")
     if failures:
         raise SystemExit(f"memotune bench: {len(failures)} of {total} runs failed (listed above)")
-
-
-def format_table(summary: dict) -> str:
-    rows = []
-    for tuner, row in summary["tuners"].items():
-        best = (
-            "–" if row["best_mean"] is None else f"{row['best_mean']:.4f} ± {row['best_sem']:.4f}"
-        )
-        rows.append(
-            [
-                tuner,
-                f"{row['trials_mean']:.1f} ± {row['trials_sem']:.1f}",
-                best,
-                f"{100 * row['cache_hit_share']:.1f}%",
-                f"{100 * row['tuner_share']:.1f}%",
-                round(row["tuner_seconds_total"], 1),
-                round(row["tuner_seconds_per_proposal"], 3),
-            ]
-        )
-    amount = f"budget {summary['budget']}" if summary["budget"] else f"{summary['trials']} trials"
-    workers = f", {summary['workers']} workers" if summary.get("workers", 1) > 1 else ""
-    heading = (
-        f"{summary['pipeline']}, {amount}{workers}, {summary['seeds']} seeds "
-        f"(best: {summary['direction']}, mean ± standard error)"
-    )
-    headers = [
-        "tuner",
-        "trials",
-        "best",
-        "budget in hits",
-        "budget in tuner",
-        "tuner s",
-        "s/proposal",
-    ]
-    return heading + "\n" + table(headers, rows)

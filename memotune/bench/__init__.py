@@ -1,0 +1,42 @@
+"""The comparison harness behind ``memotune bench``: every tuner on the same pipeline,
+seeds and budget, judged by the test score of the incumbent a user would pick.
+
+``compare`` runs the studies (each in its own process, folder and cache),
+``summarize`` makes the table (test score, the paper's gain since warm-up,
+paired wins/ties/losses and Wilcoxon p-values against a reference tuner, the
+tuner's share of the budget), ``format_table`` prints it, ``plot_summary``
+draws the anytime curves and ``provenance`` records the commit, machine and
+command line. See ``memotune.bench._stats`` for the definitions.
+"""
+
+from ._plot import anytime_curves, plot_summary
+from ._provenance import provenance
+from ._runs import (
+    WARMUP_TRIALS,
+    RunFailure,
+    RunResult,
+    compare,
+    run_one,
+    score_on_test,
+    warmup_length,
+)
+from ._stats import paired, relative_gain, summarize, wilcoxon_p
+from ._table import format_table
+
+__all__ = [
+    "WARMUP_TRIALS",
+    "RunFailure",
+    "RunResult",
+    "anytime_curves",
+    "compare",
+    "format_table",
+    "paired",
+    "plot_summary",
+    "provenance",
+    "relative_gain",
+    "run_one",
+    "score_on_test",
+    "summarize",
+    "warmup_length",
+    "wilcoxon_p",
+]

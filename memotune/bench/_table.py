@@ -1,0 +1,79 @@
+"""The comparison table as text (rich), with the command that made it above it."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+#: Wide enough that rich never wraps a cell of the table.
+WIDTH = 240
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The summary's table: one row per tuner, under a heading that says what was run."""
+    reference = summary.get("reference")
+    metric = summary.get("test_metric")
+    score = f"test {metric}" if metric else f"{summary.get('objective', 'objective')} (no split)"
+    split = metric is not None  # else the test score is the objective: one column
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("tuner")
+    for header in (
+        "trials",
+        score,
+        *(["best objective"] if split else []),
+        "gain vs others",
+        f"W/T/L vs {reference}",
+        "p (Wilcoxon)",
+        "budget in hits",
+        "budget in tuner",
+        "tuner s",
+        "s/proposal",
+    ):
+        table.add_column(header, justify="right")
+    for tuner, row in summary["tuners"].items():
+        pair = row.get("paired")
+        table.add_row(
+            tuner,
+            f"{row['trials_mean']:.1f} ± {row['trials_sem']:.1f}",
+            _mean(row.get("test_mean"), row.get("test_sem")),
+            *([_mean(row["best_mean"], row["best_sem"])] if split else []),
+            _percent(row.get("gain_vs_baselines")),
+            "–" if pair is None else f"{pair['wins']}/{pair['ties']}/{pair['losses']}",
+            "–" if pair is None or pair["p_value"] is None else f"{pair['p_value']:.3g}",
+            f"{100 * row['cache_hit_share']:.1f}%",
+            f"{100 * row['tuner_share']:.1f}%",
+            f"{row['tuner_seconds_total']:.1f}",
+            f"{row['tuner_seconds_per_proposal']:.3f}",
+        )
+    out = io.StringIO()
+    Console(file=out, width=WIDTH, color_system=None, soft_wrap=False).print(table)
+    lines = [heading(summary)]
+    command = (summary.get("provenance") or {}).get("command")
+    if command:
+        lines.insert(0, f"$ {command}")
+    return (
+        "\n".join(lines) + "\n" + "\n".join(line.rstrip() for line in out.getvalue().splitlines())
+    )
+
+
+def heading(summary: dict[str, Any]) -> str:
+    amount = f"budget {summary['budget']}" if summary["budget"] else f"{summary['trials']} trials"
+    workers = f", {summary['workers']} workers" if summary.get("workers", 1) > 1 else ""
+    took = (summary.get("provenance") or {}).get("wall_seconds")
+    took = f", took {took:.0f} s" if took is not None else ""
+    return (
+        f"{summary['pipeline']}, {amount}{workers}, {summary['seeds']} seeds{took} "
+        f"({summary['direction']}; mean ± standard error over seeds; W/T/L: test-score wins, "
+        f"ties, losses against {summary.get('reference')} on the same seed)"
+    )
+
+
+def _mean(mean: float | None, sem: float | None) -> str:
+    return "–" if mean is None else f"{mean:.4f} ± {sem or 0.0:.4f}"
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.0f}%"
