@@ -9,7 +9,8 @@
   initialisation); each later round goes on training the previous round's
   student with its own learning rate, temperature and weight decay;
 - :func:`perplexity_stage`: the student's (or, right after the teacher, the
-  teacher's) validation perplexity per byte and per token.
+  teacher's) validation perplexity per byte and per token, and the same on
+  the test text when there is one.
 
 Every stage runs torch on ``threads`` threads (default 1), so its cost does
 not depend on what else the machine runs; batches, initial weights and so the
@@ -73,6 +74,8 @@ DISTILL_SPACE: dict[str, Param] = {
     "temperature": Float(1.0, 8.0, log=True),
     "weight_decay": Float(1e-4, 0.3, log=True),
 }
+#: What :func:`perplexity_stage` reports on the test text, if there is one.
+TEST_FIGURES = ("byte_perplexity", "token_perplexity", "bits_per_byte")
 #: Report one history row per this fraction of a run's steps.
 HISTORY_ROWS = 20
 
@@ -195,14 +198,20 @@ def perplexity_stage(*, name: str = "evaluate", threads: int = 1) -> Stage:
 
     Reports ``byte_perplexity`` (comparable across vocabularies; the natural
     objective), ``token_perplexity``, ``bits_per_byte`` and the teacher's
-    ``teacher_byte_perplexity``.
+    ``teacher_byte_perplexity``; when the text has a test split, the same
+    three figures on it as ``test_byte_perplexity``, ``test_token_perplexity``
+    and ``test_bits_per_byte`` (nothing is trained on the test text).
     """
 
     def evaluate(upstream: TrainedLM | Distilled) -> dict[str, float]:
         final = upstream.student if isinstance(upstream, Distilled) else upstream
         teacher = upstream.teacher if isinstance(upstream, Distilled) else upstream
+        data, net = final.data, final.build()
         with limited_threads(threads):
-            metrics = training.perplexity(final.build(), final.data.valid, final.data.token_bytes())
+            metrics = training.perplexity(net, data.valid, data.token_bytes())
+            if len(data.test) > 1:
+                test = training.perplexity(net, data.test, data.token_bytes())
+                metrics.update({f"test_{k}": test[k] for k in TEST_FIGURES})
         return {
             **metrics,
             "teacher_byte_perplexity": teacher.metrics["byte_perplexity"],
