@@ -11,8 +11,9 @@ augmentation with soft voting.
 - :func:`tta_stage`: the last stage. Each image is classified from
   ``views`` shifted copies, whose softmax outputs at ``temperature`` are
   averaged (a low temperature approaches a majority vote, a high one an
-  average of logits); reports validation accuracy (the objective), test
-  accuracy and the negative log-likelihood.
+  average of logits); reports the validation negative log-likelihood
+  (``nll``, the natural objective) and accuracy, and both on the test
+  images (``test_nll``, ``test_accuracy``), which nothing is fitted on.
 
 Images are arrays ``n × height × width`` with the background at 0.
 """
