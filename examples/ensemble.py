@@ -12,14 +12,14 @@ probabilities (and, refitted on all training rows, its validation and test
 probabilities) to the stack; the dearest models come first, so
 configurations that agree on them share the cached work:
 
-- ``svm`` (the dearest, about 2 s): an RBF support vector machine
+- ``svm`` (the dearest, about 1.7–3 s): an RBF support vector machine
   (Platt-scaled);
 - ``forest`` (about 0.2–1.6 s): extremely randomized trees;
-- ``mlp`` (about 0.2–1.3 s): a one-hidden-layer perceptron;
-- ``meta`` (about 0.05 s): multinomial logistic regression on the stacked
+- ``mlp`` (about 0.2–2 s): a one-hidden-layer perceptron;
+- ``meta`` (about 0.03–0.2 s): multinomial logistic regression on the stacked
   probabilities, optionally beside the raw features.
 
-A full trial takes about 2.5–5 s. The objective is the stack's validation
+A full trial takes about 2.5–5.5 s. The objective is the stack's validation
 log-loss (minimized; the flipped labels keep it far above 0); the test
 metric, ``test_log_loss``, is the same on the test rows, which nothing is
 fitted on and the tuner never sees.

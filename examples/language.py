@@ -10,16 +10,16 @@ trial runs in one process with torch on one thread:
 
 - ``tokenize`` (about 0.3–0.8 s): a byte-level BPE tokenizer trained on the
   training text, its vocabulary size;
-- ``teacher`` (the dear stage, about 0.6–2 s): a 2–3 layer transformer LM
+- ``teacher`` (the dear stage, about 0.4–2.6 s): a 2–3 layer transformer LM
   trained from scratch, its learning rate, steps and depth;
-- ``distill_1`` → ``distill_2`` → ``distill_3`` (about 0.13–0.25 s each): a
+- ``distill_1`` → ``distill_2`` → ``distill_3`` (about 0.1–0.3 s each): a
   one-layer student cut from the teacher (DistilBERT's initialisation), then
   distilled in three chained rounds, each with its own learning rate,
   temperature and weight decay;
-- ``evaluate`` (about 0.2 s): the student's perplexity per byte on the
+- ``evaluate`` (about 0.2–0.3 s): the student's perplexity per byte on the
   validation and the test text.
 
-A full trial takes about 1.7–3.6 s. The objective, ``byte_perplexity``
+A full trial takes about 1.4–3.7 s. The objective, ``byte_perplexity``
 (validation, minimized), does not depend on the vocabulary, so tokenizers
 compare fairly; the test metric, ``test_byte_perplexity``, is the same on the
 test text, which nothing is trained on and the tuner never sees.
