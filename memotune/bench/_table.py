@@ -16,7 +16,10 @@ def format_table(summary: dict[str, Any]) -> str:
     """The summary's table: one row per tuner, under a heading that says what was run."""
     reference = summary.get("reference")
     metric = summary.get("test_metric")
-    score = f"test {metric}" if metric else f"{summary.get('objective', 'objective')} (no split)"
+    if metric is None:
+        score = f"{summary.get('objective', 'objective')} (no split)"
+    else:
+        score = metric if metric.startswith("test") else f"test {metric}"
     split = metric is not None  # else the test score is the objective: one column
     table = Table(box=None, pad_edge=False, header_style="bold")
     table.add_column("tuner")
