@@ -48,8 +48,9 @@ class Pipeline:
     tuner's time is reported beside the budget rather than charged to it);
     ``hit_cost`` fixes what a cache hit charges (default: its load seconds).
     ``test_metric`` names a metric the last stage reports on a held-out test
-    split: a study records it but never tells it to the tuner, and ``memotune
-    bench`` scores each run's incumbent (chosen by the objective) by it.
+    split: a study records it but never tells it to the tuner (nor any other
+    metric named ``test_*``), and ``memotune bench`` scores each run's
+    incumbent (chosen by the objective) by it.
     """
 
     def __init__(
@@ -99,6 +100,10 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline({self.name!r}, stages={[s.name for s in self.stages]})"
+
+    def is_test_metric(self, name: str) -> bool:
+        """A figure measured on the test split, which tuners must never see."""
+        return name == self.test_metric or name.startswith("test_")
 
     @property
     def maximize(self) -> bool:

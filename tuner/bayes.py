@@ -23,12 +23,15 @@ from memotune.pipelines import TrialRecord
 
 from .acquisition import CostCooledLogEI
 from .base import Config, Proposal, Tuner
-from .budget import COST, Budget
+from .budget import COST, PHASE, WARMUP, Budget, ProposalCharge, trial_cost
 from .cached_posterior import CachedPosteriorGP
 from .encoding import SpaceEncoder
 from .models import CostModel, GPFitter, condition_on_believed
 from .observations import Observations
 from .optimize import AcquisitionFactory, Candidate, Prefix, optimize_over_prefixes
+
+#: The phase of a proposal chosen by the acquisition (after the warm-up).
+BO = "bo"
 
 #: How many recent proposals' charged seconds make the per-trial overhead the
 #: cost models add (proposal time grows slowly with the observations).
@@ -79,10 +82,11 @@ class GPTuner(Tuner):
 
     def _observe(self, record: TrialRecord) -> None:
         self.observations.add(record)
-        charged = float(record.info.get("tuner_charged", 0.0))
-        self._spent_by_told += record.charged + charged
-        if record.info.get("phase") == "bo":
-            self._proposal_charges = [*self._proposal_charges[-(OVERHEAD_WINDOW - 1) :], charged]
+        charge = ProposalCharge.from_record(record)
+        self._spent_by_told += trial_cost(record)
+        if charge.phase == BO:
+            recent = self._proposal_charges[-(OVERHEAD_WINDOW - 1) :]
+            self._proposal_charges = [*recent, charge.charged]
         if len(self.observations) == self.n_init:
             self._warmup_spent = self._spent_by_told
 
@@ -118,7 +122,7 @@ class GPTuner(Tuner):
         if not chosen:  # every candidate was run already: explore instead
             return self._warmup(index, pending)
         candidate, config = chosen[0]
-        info = {**info, "phase": "bo", "acquisition": candidate.value}
+        info = {**info, PHASE: BO, "acquisition": candidate.value}
         info["prefix_depth"] = candidate.prefix.depth
         self._queue = [
             Proposal(c, {**info, "acquisition": k.value, "prefix_depth": k.prefix.depth})
@@ -176,7 +180,7 @@ class GPTuner(Tuner):
             config = self.encoder.decode(engine.draw(1, dtype=torch.float64)[0])
             if not self.observations.seen(config) and self._key(config) not in taken:
                 break
-        return Proposal(config, {"phase": "warmup"})
+        return Proposal(config, {PHASE: WARMUP})
 
     def _dequeue(self, pending: list[Config]) -> Proposal | None:
         """The next queued proposal of the last batch that is still new, if any."""

@@ -36,7 +36,8 @@ from memotune.pipelines import TrialRecord
 
 from .acquisition import GittinsIndex
 from .base import Config, Proposal
-from .budget import Budget
+from .bayes import BO
+from .budget import PHASE, Budget
 from .cached_posterior import CachedPosteriorGP
 from .eeipu import EEIPU
 from .effort import Effort
@@ -74,7 +75,7 @@ class MemoTuner(EEIPU):
         )
         self._batch = self.effort.batch_size(budget.charge_tuner)
         proposal = super()._propose(pending, budget)
-        if proposal.info.get("phase") == "bo" and not proposal.info.get("queued"):
+        if proposal.info.get(PHASE) == BO and not proposal.info.get("queued"):
             self.effort.observe_proposal(time.perf_counter() - started)
             proposal.info["batch"] = 1 + len(self._queue)
         return proposal

@@ -219,13 +219,12 @@ class Study:
         self.callbacks.on_trial_end(self.info, record, self.budget, self.best(self._told))
 
     def _blinded(self, record: TrialRecord) -> TrialRecord:
-        """The record as the tuner may see it: without the pipeline's test metric."""
-        hidden = self.pipeline.test_metric
-        if hidden is None:
+        """The record as the tuner may see it: without the pipeline's test figures."""
+        if self.pipeline.test_metric is None:
             return record
 
         def without(metrics: dict[str, float]) -> dict[str, float]:
-            return {k: v for k, v in metrics.items() if k != hidden}
+            return {k: v for k, v in metrics.items() if not self.pipeline.is_test_metric(k)}
 
         stages = [dataclasses.replace(s, metrics=without(s.metrics)) for s in record.stages]
         return dataclasses.replace(record, metrics=without(record.metrics), stages=stages)
