@@ -70,7 +70,8 @@ class GittinsIndex(AcquisitionFunction):
 
     ``c`` is ``1 / E[1/C]`` from the stage cost models (stages cached ahead of
     the candidate cost their load time), divided by ``cost_scale`` (a typical
-    full trial) so that λ is in objective units per typical trial.
+    full trial) so that λ is in objective units per typical trial, and no
+    less than ``min_cost`` of it.
     """
 
     def __init__(
@@ -81,9 +82,11 @@ class GittinsIndex(AcquisitionFunction):
         cost_scale: float = 1.0,
         depth: torch.Tensor | None = None,
         cached_cost: torch.Tensor | None = None,
+        min_cost: float = 0.0,
     ) -> None:
         super().__init__(model)
         self.lmbda = float(lmbda)
+        self.min_cost = float(min_cost)
         self.cost_model = cost_model
         self.cost_scale = float(cost_scale)
         self.depth = depth
@@ -103,7 +106,10 @@ class GittinsIndex(AcquisitionFunction):
                 else torch.zeros(batch, dtype=X.dtype)
             )
             log_cost = -self.cost_model.log_expected_inverse_cost(X, depth, cached.to(X))
-            log_ratio = log_ratio + log_cost - math.log(self.cost_scale)
+            log_cost = log_cost - math.log(self.cost_scale)
+            if self.min_cost > 0:
+                log_cost = log_cost.clamp_min(math.log(self.min_cost))
+            log_ratio = log_ratio + log_cost
         return mean - sigma * solve_log_ei_helper(log_ratio)
 
 

@@ -11,10 +11,14 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   2024; :class:`~.acquisition.GittinsIndex`) values a candidate at the
   threshold where opening it is worth its cost; cost enters through a
   logarithm, so a cached prefix is reused when the posterior finds it as
-  promising, not merely because it is cheap. λ (objective standard
-  deviations per typical trial) starts at ``lmbda`` and halves whenever the
-  best index falls below the incumbent (PBGI-D), so the search narrows as it
-  learns rather than on a fixed schedule.
+  promising, not merely because it is cheap. And cheapness earns no credit
+  below ``min_cost`` of a typical full trial (default: the whole of one):
+  the index assumes independent boxes, but the cheap suffix variations of
+  one cached prefix are strongly correlated, so each teaches less than its
+  price suggests. λ (objective standard deviations per typical trial)
+  starts at ``lmbda`` and halves whenever the best index falls below the
+  incumbent (PBGI-D), so the search narrows as it learns rather than on a
+  fixed schedule.
 - **Noise.** The GP fits a noise level; the incumbent is the best posterior
   mean at an observed configuration, not the luckiest validation draw; a
   candidate indistinguishable from an observed or running configuration
@@ -56,13 +60,15 @@ class MemoTuner(EEIPU):
         *,
         lmbda: float = 0.1,
         decay: float = 2.0,
+        min_cost: float = 1.0,
         target_share: float = 0.05,
-        max_batch: int = 16,
+        max_batch: int = 64,
         **options,
     ) -> None:
         super().__init__(pipeline, **options)
         self.lmbda = lmbda
         self.decay = decay
+        self.min_cost = min_cost
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
 
@@ -95,7 +101,9 @@ class MemoTuner(EEIPU):
         cost_scale = self._typical_trial_cost()
 
         def make_acquisition(depth: torch.Tensor, cached: torch.Tensor) -> GittinsIndex:
-            return GittinsIndex(model, lmbda, self.costs, cost_scale, depth, cached)
+            return GittinsIndex(
+                model, lmbda, self.costs, cost_scale, depth, cached, min_cost=self.min_cost
+            )
 
         self._incumbent = incumbent
         return make_acquisition, {"lambda": self.lmbda, "incumbent": incumbent}
