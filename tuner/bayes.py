@@ -200,11 +200,15 @@ class GPTuner(Tuner):
     ) -> tuple[Candidate, Config] | None:
         taken = {self._key(c) for c in pending}
         for candidate in candidates:
-            config = self.encoder.decode(candidate.row)
-            config.update(candidate.prefix.config)  # a reused prefix is exact, never decoded
+            config = self._config_of(candidate)
             if not self.observations.seen(config) and self._key(config) not in taken:
                 return candidate, config
         return None
+
+    def _config_of(self, candidate: Candidate) -> Config:
+        config = self.encoder.decode(candidate.row)
+        config.update(candidate.prefix.config)  # a reused prefix is exact, never decoded
+        return config
 
     def _key(self, config: Config) -> str:
         return self.pipeline.keys(config)[-1]

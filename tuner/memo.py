@@ -136,8 +136,7 @@ class MemoTuner(EEIPU):
                 BATCH_MIN_DISTANCE
             ):
                 continue
-            config = self.encoder.decode(candidate.row)
-            config.update(candidate.prefix.config)  # a reused prefix is exact, never decoded
+            config = self._config_of(candidate)
             key = self._key(config)
             if self.observations.seen(config) or key in taken:
                 continue
