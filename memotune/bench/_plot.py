@@ -89,10 +89,14 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> Path:
     unit = "seconds" if summary.get("cost_unit") == "seconds" else "cost units"
     axes.set_xlabel(f"budget spent ({unit})")
     metric = summary.get("test_metric")
-    score = f"test {metric}" if metric else summary.get("objective", "objective")
+    if metric:
+        score = metric if metric.startswith("test_") else f"test {metric}"
+    else:
+        score = summary.get("objective", "objective")
     axes.set_ylabel(f"incumbent's {score} ({summary['direction']})")
     axes.set_title(
-        f"{summary['pipeline']}: incumbent's {score}, mean ± s.e. over {summary['seeds']} seeds"
+        f"{summary['pipeline']}: incumbent's {score}\nmean ± s.e. over {summary['seeds']} seeds",
+        fontsize="medium",
     )
     axes.grid(alpha=0.3)
     axes.legend()
