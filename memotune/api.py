@@ -15,14 +15,14 @@ from memotune.runners import open_runner
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import Budget
 from memotune.tuner.callbacks import StudyCallback
-from memotune.tuner.registry import TunerSpec
+from memotune.tuner.registry import DEFAULT_TUNER, TunerSpec
 from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
 
 
 def tune(
     pipeline: Pipeline,
     *,
-    tuner: TunerSpec = "eeipu",
+    tuner: TunerSpec = DEFAULT_TUNER,
     budget: float | None = None,
     trials: int | None = None,
     seed: int = 0,

@@ -19,6 +19,9 @@ from memotune.pipelines.shipping import import_file, is_installed
 
 from .base import Tuner
 
+#: What ``tune()``, ``memotune tune`` and a ``Study`` use when no tuner is named.
+DEFAULT_TUNER = "eeipu"
+
 #: name → "module:class" within memotune.tuner
 TUNERS: dict[str, str] = {
     "memo": "memo:MemoTuner",

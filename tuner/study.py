@@ -27,7 +27,7 @@ from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, best_trial, c
 from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
 from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
-from .registry import TunerSpec, tuner_class, tuner_spec
+from .registry import DEFAULT_TUNER, TunerSpec, tuner_class, tuner_spec
 
 
 class Runner(Protocol):
@@ -99,7 +99,7 @@ class Study:
         *,
         name: str,
         budget: Budget,
-        tuner: TunerSpec = "eeipu",
+        tuner: TunerSpec = DEFAULT_TUNER,
         seed: int = 0,
         storage: str | Path = DEFAULT_STORAGE,
         cache: StageCache | None = None,

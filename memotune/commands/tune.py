@@ -10,7 +10,7 @@ from memotune.cache import DEFAULT_ROOT
 from memotune.loading import load_pipeline
 from memotune.runners import RUNNERS
 from memotune.tuner.journal import DEFAULT_STORAGE
-from memotune.tuner.registry import TUNERS
+from memotune.tuner.registry import DEFAULT_TUNER, TUNERS
 
 EXAMPLES = """examples:
   memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0
@@ -40,10 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("pipeline", metavar="FILE.py[:NAME]", help="where the pipeline is defined")
     parser.add_argument(
         "--tuner",
-        default="eeipu",
+        default=DEFAULT_TUNER,
         metavar="TUNER",
-        help=f"{', '.join(sorted(TUNERS))} (default: eeipu), or your own Tuner subclass as "
-        "package.module:Class or path/to/file.py:Class",
+        help=f"{', '.join(sorted(TUNERS))} (default: {DEFAULT_TUNER}), or your own Tuner "
+        "subclass as package.module:Class or path/to/file.py:Class",
     )
     amount = parser.add_mutually_exclusive_group(required=True)
     amount.add_argument("--budget", type=float, help="total cost budget (seconds on real stages)")
