@@ -135,6 +135,11 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     for tuner, (_, means, _) in anytime_curves(table).items():  # the plot ends at the table
         assert means[-1] == pytest.approx(table["tuners"][tuner]["test_mean"])
     assert (tmp_path / "out" / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = memotune("bench", "--table", "out/bench.json", "--markdown", cwd=tmp_path)
+    assert saved.returncode == 0, saved.stderr
+    assert "```bash\nmemotune bench --pipeline synthetic-3" in saved.stdout
+    rows = [line for line in saved.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 3 and rows[2].startswith("|random")  # header, rule, one per tuner
 
 
 def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -12,8 +13,9 @@ from rich.table import Table
 WIDTH = 240
 
 
-def format_table(summary: dict[str, Any]) -> str:
-    """The summary's table: one row per tuner, under a heading that says what was run."""
+def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
+    """The summary's table: one row per tuner, under a heading that says what was run
+    (as a Markdown table, the command in a code block, with ``markdown``)."""
     reference = summary.get("reference")
     metric = summary.get("test_metric")
     if metric is None:
@@ -21,7 +23,11 @@ def format_table(summary: dict[str, Any]) -> str:
     else:
         score = metric if metric.startswith("test") else f"test {metric}"
     split = metric is not None  # else the test score is the objective: one column
-    table = Table(box=None, pad_edge=False, header_style="bold")
+    table = Table(
+        box=box.MARKDOWN if markdown else None,
+        pad_edge=False,
+        header_style=None if markdown else "bold",
+    )
     table.add_column("tuner")
     for header in (
         "trials",
@@ -55,7 +61,9 @@ def format_table(summary: dict[str, Any]) -> str:
     Console(file=out, width=WIDTH, color_system=None, soft_wrap=False).print(table)
     lines = [heading(summary)]
     command = (summary.get("provenance") or {}).get("command")
-    if command:
+    if command and markdown:
+        lines = [f"```bash\n{command}\n```\n", *lines, ""]
+    elif command:
         lines.insert(0, f"$ {command}")
     return (
         "\n".join(lines) + "\n" + "\n".join(line.rstrip() for line in out.getvalue().splitlines())

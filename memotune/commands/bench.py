@@ -20,6 +20,7 @@ EXAMPLES = """examples:
       --seeds 5 --budget 120 --json docs/bench/vision.json --plot docs/bench/vision.png
   memotune bench --pipeline synthetic-3 --tuners ei,eeipu,my_tuners.py:Greedy --reference eeipu \\
       --seeds 10 --budget 400
+  memotune bench --table docs/bench/regression.json --markdown   # a saved table, for docs
 """
 
 
@@ -39,8 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--pipeline", help="synthetic-3, synthetic-10 or FILE.py[:NAME]")
     parser.add_argument(
-        "--pipeline", required=True, help="synthetic-3, synthetic-10 or FILE.py[:NAME]"
+        "--table",
+        metavar="JSON",
+        help="print the table of a saved --json file instead of running anything",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="print the table as Markdown (for docs)"
     )
     parser.add_argument(
         "--tuners",
@@ -53,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the tuner every other is compared with, seed by seed (default: the first listed)",
     )
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
-    amount = parser.add_mutually_exclusive_group(required=True)
+    amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--budget", type=float, help="cost budget per run")
     amount.add_argument("--trials", type=int, help="trial count per run")
     parser.add_argument("--processes", type=int, default=2, help="runs at once (default 2)")
@@ -89,6 +96,11 @@ def _run(args: argparse.Namespace) -> None:
         summarize,
     )
 
+    if args.table:
+        print(format_table(json.loads(Path(args.table).read_text()), markdown=args.markdown))
+        return
+    if not args.pipeline or (args.budget is None and args.trials is None):
+        raise ValueError("memotune bench needs --pipeline and --budget or --trials (or --table)")
     started = time.time()
     tuners = [t.strip() for t in args.tuners.split(",") if t.strip()]
     for name in tuners:
@@ -141,7 +153,7 @@ def _run(args: argparse.Namespace) -> None:
         reference=reference,
         provenance=provenance(getattr(args, "argv", sys.argv[1:]), started, time.time()),
     )
-    print(format_table(summary))
+    print(format_table(summary, markdown=args.markdown))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
