@@ -80,7 +80,7 @@ class Pipeline:
         if not isinstance(objective, str) or not objective:
             raise SpaceError(f"objective must be a metric name, got {objective!r}")
         if test_metric is not None and (
-            not isinstance(test_metric, str) or test_metric == objective
+            not isinstance(test_metric, str) or not test_metric or test_metric == objective
         ):
             raise SpaceError(
                 f"test_metric must be a metric name other than the objective, got {test_metric!r}"

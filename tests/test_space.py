@@ -51,6 +51,16 @@ def test_duplicate_stage_names_are_refused():
         Pipeline([a, a])
 
 
+@pytest.mark.parametrize("test_metric", ["loss", "", 3])
+def test_a_test_metric_must_be_another_metric_name(test_metric):
+    @stage
+    def a(x):
+        return x
+
+    with pytest.raises(SpaceError, match="test_metric must be a metric name other than"):
+        Pipeline([a], objective="loss", test_metric=test_metric)
+
+
 @stage(space={"n": Int(1, 10), "lr": Float(1e-4, 1e-1, log=True), "act": Choice(["relu", "tanh"])})
 def prepare(inputs, n, lr, act):
     return n

@@ -178,7 +178,7 @@ class GPTuner(Tuner):
         taken = {self._key(c) for c in pending}
         for _ in range(1000):
             config = self.encoder.decode(engine.draw(1, dtype=torch.float64)[0])
-            if not self.observations.seen(config) and self._key(config) not in taken:
+            if self._is_new(config, taken):
                 break
         return Proposal(config, {PHASE: WARMUP})
 
@@ -187,10 +187,7 @@ class GPTuner(Tuner):
         taken = {self._key(c) for c in pending}
         while self._queue:
             proposal = self._queue.pop(0)
-            if (
-                not self.observations.seen(proposal.config)
-                and self._key(proposal.config) not in taken
-            ):
+            if self._is_new(proposal.config, taken):
                 proposal.info["queued"] = True
                 return proposal
         return None
@@ -201,9 +198,13 @@ class GPTuner(Tuner):
         taken = {self._key(c) for c in pending}
         for candidate in candidates:
             config = self._config_of(candidate)
-            if not self.observations.seen(config) and self._key(config) not in taken:
+            if self._is_new(config, taken):
                 return candidate, config
         return None
+
+    def _is_new(self, config: Config, taken: set[str]) -> bool:
+        """Neither observed nor among ``taken`` (the keys of running trials)."""
+        return not self.observations.seen(config) and self._key(config) not in taken
 
     def _config_of(self, candidate: Candidate) -> Config:
         config = self.encoder.decode(candidate.row)

@@ -141,10 +141,9 @@ class MemoTuner(EEIPU):
             ):
                 continue
             config = self._config_of(candidate)
-            key = self._key(config)
-            if self.observations.seen(config) or key in taken:
+            if not self._is_new(config, taken):
                 continue
-            taken.add(key)
+            taken.add(self._key(config))
             chosen.append((candidate, config))
             picked.append(candidate.row)
         return chosen
