@@ -78,6 +78,9 @@ class CachedPrefix:
 
 @dataclass(frozen=True)
 class CacheStats:
+    """What the cache holds and served: ``hits`` counts stages served (a load of stage
+    k's entry serves stages 0..k), as a study's records count them."""
+
     entries: int
     total_bytes: int
     hits: int
@@ -255,13 +258,16 @@ class StageCache:
             row = by_stage[info.stage]
             row["entries"] += 1
             row["bytes"] += info.size_bytes
-            row["hits"] += info.hits
-            # a hit on stage k's entry spares computing stages 0..k
-            row["saved_seconds"] += info.hits * sum(link["compute_seconds"] for link in info.chain)
+            # loading stage k's entry serves stages 0..k from the cache: a hit on each (as
+            # a study's records count them), sparing each stage's compute
+            for link in info.chain:
+                served = by_stage[link["stage"]]
+                served["hits"] += info.hits
+                served["saved_seconds"] += info.hits * link["compute_seconds"]
         return CacheStats(
             entries=len(entries),
             total_bytes=sum(info.size_bytes for info in entries),
-            hits=sum(info.hits for info in entries),
+            hits=sum(int(row["hits"]) for row in by_stage.values()),
             pinned=sum(info.pinned for info in entries),
             saved_seconds=sum(row["saved_seconds"] for row in by_stage.values()),
             by_stage=dict(by_stage),

@@ -12,6 +12,7 @@ from memotune.pipelines import Pipeline
 from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
 from memotune.runners import open_runner
+from memotune.signals import terminate_as_interrupt
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import Budget
 from memotune.tuner.callbacks import StudyCallback
@@ -67,18 +68,22 @@ def tune(
     if tracking:
         hooks.append(MlflowTracker(tracking_uri, announce=progress))
     stage_cache = open_cache(cache)
-    with open_runner(runner, pipeline, stage_cache, address=address, retries=retries) as chosen:
-        return Study(
-            pipeline,
-            name=name,
-            budget=spend,
-            tuner=tuner,
-            seed=seed,
-            storage=storage,
-            cache=stage_cache,
-            runner=chosen,
-            workers=workers,
-            callbacks=[*hooks, *callbacks],
-            max_consecutive_failures=max_consecutive_failures,
-            tuner_options=tuner_options,
-        ).run()
+    opened = Study(  # every error its arguments or journal reveal comes before Ray starts
+        pipeline,
+        name=name,
+        budget=spend,
+        tuner=tuner,
+        seed=seed,
+        storage=storage,
+        cache=stage_cache,
+        workers=workers,
+        callbacks=[*hooks, *callbacks],
+        max_consecutive_failures=max_consecutive_failures,
+        tuner_options=tuner_options,
+    )
+    try:
+        with open_runner(runner, pipeline, stage_cache, address=address, retries=retries) as ran:
+            with terminate_as_interrupt():
+                return opened.run(ran)
+    finally:
+        opened.close()

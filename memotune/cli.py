@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from memotune import __version__
 from memotune.commands import bench, cache, show, studies, tune, ui
 from memotune.errors import ClusterError, TooManyFailures
+from memotune.signals import Terminated, terminate_as_interrupt
 
 COMMANDS = [tune, bench, studies, show, ui, cache]
 
@@ -38,10 +40,17 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # the command, for the record
     try:
-        args.handler(args)
+        with terminate_as_interrupt():
+            args.handler(args)
+    except Terminated:
+        print("memotune: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("memotune: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`memotune cache ls | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except USER_ERRORS as error:
         print(f"memotune: error: {error}", file=sys.stderr)
         return 2

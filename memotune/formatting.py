@@ -1,9 +1,14 @@
-"""Plain-text tables and sizes for the CLI."""
+"""Tables (rich) and sizes for the CLI."""
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 _UNITS = {
     "": 1,
@@ -40,19 +45,18 @@ def parse_bytes(text: str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A left-aligned text table; numbers are right-aligned."""
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
-    numeric = [all(_is_number(row[i]) for row in rows) and bool(rows) for i in range(len(headers))]
-
-    def line(values: Sequence[str]) -> str:
-        return "  ".join(
-            v.rjust(w) if num else v.ljust(w)
-            for v, w, num in zip(values, widths, numeric, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]], title: str = "") -> str:
+    """A text table (rich's, plain: no colour, no wrapping); numbers are right-aligned."""
+    numeric = [bool(rows) and all(_is_number(row[i]) for row in rows) for i in range(len(headers))]
+    grid = Table(title=title or None, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for header, is_number in zip(headers, numeric, strict=True):
+        grid.add_column(header, justify="right" if is_number else "left", no_wrap=True)
+    for row in rows:
+        grid.add_row(*[_cell(value) for value in row])
+    console = Console(file=io.StringIO(), width=100_000, color_system=None, highlight=False)
+    console.print(grid)
+    lines = console.file.getvalue().splitlines()
+    return "\n".join(line.rstrip() for line in lines if line.strip())
 
 
 def _cell(value: object) -> str:

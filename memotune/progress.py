@@ -1,11 +1,15 @@
-"""A progress display for studies: a line per finished trial, and on a terminal a
-live status line (trials running, finished and failed, budget spent, best so
-far, cache hits)."""
+"""A study's progress on the terminal (rich): a line per finished trial and, on a
+terminal, a live bar of the budget with trials running, finished and failed, the
+best so far, cache hits and the time left."""
 
 from __future__ import annotations
 
 import sys
 from typing import TextIO
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from memotune.pipelines import TrialRecord
 from memotune.tuner.budget import Budget, ProposalCharge
@@ -15,17 +19,18 @@ from memotune.tuner.callbacks import StudyCallback, StudyInfo
 class ProgressPrinter(StudyCallback):
     """Prints a study's progress to ``stream`` (stderr by default).
 
-    ``live`` (default: whether the stream is a terminal) keeps a status line at
-    the bottom, rewritten in place as trials start and finish.
+    ``live`` (default: whether the stream is a terminal) keeps a progress bar at the
+    bottom, updated as trials start and finish.
     """
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
-        self.stream = stream or sys.stderr
-        self.live = _is_terminal(self.stream) if live is None else live
+        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.live = self.console.is_terminal if live is None else live
         self.running = self.finished = self.failed = self.hits = self.stages = 0
         self.budget: Budget | None = None
         self.best: TrialRecord | None = None
-        self._status_shown = False
+        self._bar: Progress | None = None
+        self._task: TaskID | None = None
 
     def on_study_start(self, study: StudyInfo, restored: list[TrialRecord], budget: Budget) -> None:
         self.budget = budget
@@ -36,10 +41,23 @@ class ProgressPrinter(StudyCallback):
             f"study '{study.name}' {verb}: tuner {study.tuner}, seed {study.seed}, "
             f"budget {_amount(budget.total, budget)} — {study.path}"
         )
+        if self.live:
+            self._bar = Progress(
+                TextColumn("[bold]budget"),
+                BarColumn(),
+                TextColumn("{task.fields[spent]}"),
+                TextColumn("{task.fields[status]}"),
+                TimeRemainingColumn(),
+                console=self.console,
+                transient=True,
+            )
+            self._task = self._bar.add_task("budget", total=budget.total, spent="", status="")
+            self._bar.start()
+            self._refresh()
 
     def on_trial_start(self, study: StudyInfo, trial_id: int, config: dict, info: dict) -> None:
         self.running += 1
-        self._show_status()
+        self._refresh()
 
     def on_trial_end(
         self, study: StudyInfo, record: TrialRecord, budget: Budget, best: TrialRecord | None
@@ -47,36 +65,37 @@ class ProgressPrinter(StudyCallback):
         self.running = max(0, self.running - 1)
         self.budget, self.best = budget, best
         self._count(record)
-        outcome = f"{record.objective:.6g}" if record.completed else f"FAILED ({record.error})"
-        reuse = f" reused {record.reused_depth}" if record.reused_depth else ""
-        charge = ProposalCharge.from_record(record)
-        self._print(
-            f"trial {record.trial_id:>4} {outcome:>12}  best {_best(best)}  "
-            f"spent {_amount(budget.spent, budget)}/{_amount(budget.total, budget)} "
-            f"({100 * budget.spent / budget.total:.0f}%)  hits {record.cache_hits}/"
-            f"{len(record.stages)}{reuse}  running {self.running}  "
-            f"tuner {charge.seconds:.2f}s  {charge.phase or ''}"
-        )
+        spent = _spent(budget)
+        if record.completed:
+            reuse = f" reused {record.reused_depth}" if record.reused_depth else ""
+            charge = ProposalCharge.from_record(record)
+            self._print(
+                f"trial {record.trial_id:>4} {record.objective:>12.6g}  best {_best(best)}  "
+                f"spent {spent}  hits {record.cache_hits}/{len(record.stages)}{reuse}  "
+                f"tuner {charge.seconds:.2f}s  {charge.phase or ''}".rstrip()
+            )
+        else:
+            self._print(
+                f"trial {record.trial_id:>4} [red]failed[/red] {escape(record.failure)}  "
+                f"(memotune show {study.name} --trial {record.trial_id})",
+                markup=True,
+            )
+        self._refresh()
 
     def on_study_end(self, study: StudyInfo, result) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
         self._print(
             f"study '{study.name}' done ({result.stopped}): {len(result.trials)} trials "
-            f"({self.failed} failed), best {_best(result.best_trial)}",
-            status=False,
+            f"({self.failed} failed), best {_best(result.best_trial)}"
         )
 
     def status(self) -> str:
-        """The live status line."""
-        budget = self.budget
-        spent = (
-            f"spent {_amount(budget.spent, budget)}/{_amount(budget.total, budget)} "
-            f"({100 * budget.spent / budget.total:.0f}%)"
-            if budget
-            else ""
-        )
+        """Trials running, finished and failed, the best so far and the cache hits."""
         return (
-            f"[running {self.running} | finished {self.finished} | failed {self.failed} | "
-            f"{spent} | best {_best(self.best)} | cache hits {self.hits}/{self.stages} stages]"
+            f"running {self.running} | finished {self.finished} | failed {self.failed} | "
+            f"best {_best(self.best)} | cache hits {self.hits}/{self.stages} stages"
         )
 
     def _count(self, record: TrialRecord) -> None:
@@ -85,30 +104,22 @@ class ProgressPrinter(StudyCallback):
         self.hits += record.cache_hits
         self.stages += len(record.stages)
 
-    def _print(self, line: str, *, status: bool = True) -> None:
-        self._clear_status()
-        print(line, file=self.stream, flush=True)
-        if status:
-            self._show_status()
+    def _print(self, line: str, *, markup: bool = False) -> None:
+        self.console.print(line if markup else escape(line), markup=markup)
 
-    def _show_status(self) -> None:
-        if self.live:
-            self._clear_status()
-            self.stream.write(self.status())
-            self.stream.flush()
-            self._status_shown = True
-
-    def _clear_status(self) -> None:
-        if self._status_shown:
-            self.stream.write("\r\033[2K")
-            self._status_shown = False
+    def _refresh(self) -> None:
+        if self._bar is not None and self.budget is not None:
+            self._bar.update(
+                self._task,
+                completed=min(self.budget.spent, self.budget.total),
+                spent=_spent(self.budget),
+                status=escape(self.status()),
+            )
 
 
-def _is_terminal(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+def _spent(budget: Budget) -> str:
+    share = 100 * budget.spent / budget.total
+    return f"{_amount(budget.spent, budget)}/{_amount(budget.total, budget)} ({share:.0f}%)"
 
 
 def _best(record: TrialRecord | None) -> str:

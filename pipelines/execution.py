@@ -43,6 +43,13 @@ class StageFailed(Exception):
         return (StageFailed, (self.record, self.trace, self.before))
 
 
+def _user_traceback(error: BaseException) -> str:
+    """The traceback from the stage function down: the frame here that called it is
+    left out, so the first line a user reads is their own code."""
+    frames = error.__traceback__.tb_next if error.__traceback__ is not None else None
+    return "".join(traceback.format_exception(type(error), error, frames))
+
+
 def open_cache(cache: StageCache | str | os.PathLike | None) -> StageCache | None:
     """A cache from a path, an existing cache, or ``None``/``False`` for no caching."""
     if cache is None or cache is False:
@@ -153,7 +160,7 @@ def execute_stage(
             history=list(context.history) if context else [],
         )
         record.charged = pipeline.charge(record)
-        raise StageFailed(record, traceback.format_exc()) from error
+        raise StageFailed(record, _user_traceback(error)) from error
     seconds = time.perf_counter() - started
     value, cost, metrics, history = _unwrap_output(output)
     record = StageRecord(
@@ -172,11 +179,14 @@ def execute_stage(
 
 
 def node_name() -> str:
-    """Where this process runs: the Ray node id inside a Ray worker, else the host name."""
+    """Where this process runs: the host name, and inside a Ray worker the node's address
+    and the start of its id (two nodes may share a host)."""
+    host = os.uname().nodename
     ray = sys.modules.get("ray")  # never import Ray just to ask
     if ray is not None and ray.is_initialized():
-        return ray.get_runtime_context().get_node_id()
-    return os.uname().nodename
+        address = ray.util.get_node_ip_address()
+        return f"{host} {address} ({ray.get_runtime_context().get_node_id()[:8]})"
+    return host
 
 
 def chain_link(plan: StagePlan, record: StageRecord) -> dict[str, Any]:

@@ -15,6 +15,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from memotune.cache import StageCache
 from memotune.errors import ClusterError
 
+#: A failed stage fails the tasks after it with the same error; the driver reports it
+#: once (with the trial), so the workers must not print it again as "unhandled".
+QUIET_WORKERS = {"RAY_IGNORE_UNHANDLED_ERRORS": "1"}
+
 #: How long a node may take to answer the cache probe (it starts a worker process).
 PROBE_TIMEOUT_SECONDS = 120
 
@@ -34,6 +38,7 @@ def ray_connection(address: str | None = None, *, num_cpus: int | None = None) -
         return
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     options: dict = {"include_dashboard": False} if address == "local" else {}
+    options["runtime_env"] = {"env_vars": QUIET_WORKERS}
     if num_cpus is not None and address == "local":
         options["num_cpus"] = num_cpus
     try:

@@ -63,6 +63,21 @@ class TrialRecord:
         return sum(s.charged for s in self.stages)
 
     @property
+    def failed_stage(self) -> str | None:
+        """The stage that raised, if one did."""
+        return next((s.stage for s in self.stages if s.error is not None), None)
+
+    @property
+    def failure(self) -> str:
+        """Why the trial failed, in one line: where, then what was raised."""
+        first = (self.error or "").strip().splitlines()
+        message = first[0] if first else ""
+        stage = self.failed_stage
+        if stage is None:
+            return message
+        return f"in stage '{stage}': {message.removeprefix(f'stage {stage!r} failed: ')}"
+
+    @property
     def cache_hits(self) -> int:
         return sum(s.hit for s in self.stages)
 

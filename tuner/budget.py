@@ -106,7 +106,8 @@ class Budget:
         if self.kind not in (COST, TRIALS):
             raise ValueError(f"budget kind must be {COST!r} or {TRIALS!r}, got {self.kind!r}")
         if not self.total > 0:
-            raise ValueError(f"the budget must be positive, got {self.total}")
+            what = "trials must be at least 1" if self.kind == TRIALS else "budget must be positive"
+            raise ValueError(f"{what}, got {self.total:g}")
 
     @classmethod
     def for_pipeline(

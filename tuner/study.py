@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import json
 import os
 import time
 import warnings
@@ -140,12 +141,16 @@ class Study:
             raise
         self.info = StudyInfo(name, self.path, pipeline, self.tuner_name, self.seed, settings)
 
-    def run(self) -> StudyResult:
+    def run(self, runner: Runner | None = None) -> StudyResult:
         """Run (or resume) the study until its budget is spent; return every trial.
 
+        ``runner`` replaces the one given when the study was opened (so a study can
+        be opened, and its arguments and journal checked, before a cluster starts).
         Whatever stops it (the budget, too many failures, an exception, Ctrl-C),
         the callbacks hear ``on_study_end`` with the trials finished so far.
         """
+        if runner is not None:
+            self.runner = runner
         restored, rerun = self._restore()
         finished = list(restored)
         self.callbacks.on_study_start(self.info, restored, self.budget)
@@ -159,7 +164,7 @@ class Study:
             self.runner.close()
             result = self._result(finished, stopped, len(restored))
             self.callbacks.on_study_end(self.info, result)
-            self._lock.release()
+            self.close()
         if stopped == "failures":
             raise TooManyFailures(
                 f"study '{self.name}' stopped after {_trailing_failures(finished)} consecutive "
@@ -167,6 +172,10 @@ class Study:
                 result,
             )
         return result
+
+    def close(self) -> None:
+        """Let another process open the study (``run`` does this when it ends)."""
+        self._lock.release()
 
     def _loop(self, finished: list[TrialRecord], rerun: list[tuple[int, dict, dict]]) -> str:
         """Ask, submit, wait, tell, until the budget is spent; return why it stopped.
@@ -285,7 +294,7 @@ class Study:
             return settings
         problems = []
         if stored["space"] != space:
-            problems.append("its pipeline's search space differs")
+            problems.append(space_change(stored["space"], space))
         if stored["objective"] != self.pipeline.objective or stored["direction"] != (
             self.pipeline.direction
         ):
@@ -318,6 +327,23 @@ def space_signature(pipeline: Pipeline) -> str:
             for stage, name, param in pipeline.parameters()
         ]
     )
+
+
+def space_change(stored: str, current: str) -> str:
+    """What differs between two space signatures, parameter by parameter."""
+    before = {(stage, name): text for stage, name, _, text in json.loads(stored)}
+    after = {(stage, name): text for stage, name, _, text in json.loads(current)}
+    changes = []
+    for stage, name in sorted(before.keys() | after.keys()):
+        old, new = before.get((stage, name)), after.get((stage, name))
+        where = f"stage '{stage}' parameter '{name}'"
+        if old is None:
+            changes.append(f"{where} is new ({new})")
+        elif new is None:
+            changes.append(f"{where} was removed (was {old})")
+        elif old != new:
+            changes.append(f"{where} changed from {old} to {new}")
+    return "its search space changed: " + ("; ".join(changes) or "parameter order differs")
 
 
 def _trailing_failures(records: list[TrialRecord]) -> int:

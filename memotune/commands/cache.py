@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import sys
 from pathlib import Path
 
 from memotune.cache import DEFAULT_ROOT, StageCache
@@ -16,7 +17,7 @@ EXAMPLES = """examples:
   memotune cache ls --stage train --limit 20
   memotune cache prune --max-bytes 2GB
   memotune cache unpin --study digits
-  memotune cache clear --cache /shared/memotune-cache
+  memotune cache clear --cache /shared/memotune-cache --yes
 """
 
 
@@ -64,7 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     whose.add_argument("--all", action="store_true", help="every study's pins")
     unpin.set_defaults(handler=_unpin)
 
-    clear = actions.add_parser("clear", parents=[common], help="remove every entry")
+    clear = actions.add_parser(
+        "clear", parents=[common], help="remove every entry (asks first unless --yes)"
+    )
+    clear.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     clear.set_defaults(handler=_clear)
 
 
@@ -106,7 +110,14 @@ def _stats(args: argparse.Namespace) -> None:
 
 
 def _ls(args: argparse.Namespace) -> None:
-    entries = [e for e in _open(args).entries() if args.stage in (None, e.stage)][: args.limit]
+    if args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    everything = _open(args).entries()
+    stages = sorted({e.stage for e in everything})
+    if args.stage is not None and args.stage not in stages:
+        known = f"stages there: {', '.join(stages)}" if stages else "the cache is empty"
+        raise ValueError(f"no entries of stage '{args.stage}' in {args.cache} ({known})")
+    entries = [e for e in everything if args.stage in (None, e.stage)][: args.limit]
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
         return
@@ -147,12 +158,26 @@ def _prune(args: argparse.Namespace) -> None:
 
 def _unpin(args: argparse.Namespace) -> None:
     count = _open(args).unpin(None if args.all else pin_owner(args.study))
+    if not count and not args.all:
+        raise ValueError(f"study '{args.study}' holds no pins in {args.cache}")
     print(json.dumps({"unpinned": count}) if args.json else f"released {count} pins")
 
 
 def _clear(args: argparse.Namespace) -> None:
-    count = _open(args).clear()
+    cache = _open(args)
+    if not args.yes:
+        _confirm(f"remove all {cache.stats().entries} entries of the cache at {args.cache}?")
+    count = cache.clear()
     print(json.dumps({"removed": count}) if args.json else f"removed {count} entries")
+
+
+def _confirm(question: str) -> None:
+    """Ask on the terminal; without one (a script, a pipe) refuse: say --yes instead."""
+    if not sys.stdin.isatty():
+        raise ValueError(f"{question} Not without a terminal to ask on: add --yes")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise ValueError("nothing removed")
 
 
 def _when(timestamp: float) -> str:

@@ -13,6 +13,7 @@ from memotune.tuner.journal import DEFAULT_STORAGE
 EXAMPLES = """examples:
   memotune show digits
   memotune show digits --top 20
+  memotune show digits --trial 7      # one trial whole: config, stages, metrics, traceback
   memotune show synthetic-3-run --storage /shared/memotune-studies --json
 """
 
@@ -33,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--storage", default=DEFAULT_STORAGE, help=f"where studies live ({DEFAULT_STORAGE})"
     )
     parser.add_argument("--top", type=int, default=10, help="how many best trials (default 10)")
+    parser.add_argument(
+        "--trial",
+        type=int,
+        metavar="N",
+        help="show trial N whole (with its traceback if it failed)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.set_defaults(handler=_run)
 
@@ -41,6 +48,9 @@ def _run(args: argparse.Namespace) -> None:
     if args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     study = load_study(args.storage, args.study)
+    if args.trial is not None:
+        _show_trial(study, args.trial, as_json=args.json)
+        return
     best = report.best_trials(study.records, study.maximize, args.top)
     budget = study.budget.summary()
     cost_headers, cost_rows = report.cost_table(study.records, budget)
@@ -61,8 +71,46 @@ def _run(args: argparse.Namespace) -> None:
         print(_best_table(best, settings.get("objective", "objective")))
     else:
         print("\nno completed trials yet")
+    failed = [r for r in study.records if not r.completed]
+    if failed:
+        print(f"\nfailed trials (memotune show {study.name} --trial N for the traceback)")
+        print(table(["trial", "stage", "error"], [_failure_row(r) for r in failed]))
     print("\nbudget by stage (in the pipeline's cost unit: seconds unless its stages report one)")
     print(table(cost_headers, cost_rows))
+
+
+def _show_trial(study: StoredStudy, trial_id: int, *, as_json: bool) -> None:
+    record = next((r for r in study.records if r.trial_id == trial_id), None)
+    if record is None:
+        state = "is still running" if trial_id in study.running else "does not exist"
+        raise ValueError(f"trial {trial_id} of study '{study.name}' {state}")
+    if as_json:
+        print(json.dumps(record.to_dict(), indent=2, default=str))
+        return
+    outcome = f"{record.status}, {record.objective}" if record.completed else record.error
+    print(f"trial {trial_id} of study '{study.name}': {outcome}")
+    print(f"configuration: {json.dumps(record.config, sort_keys=True)}")
+    rows = [
+        [
+            s.stage,
+            "hit" if s.hit else ("error" if s.error else "run"),
+            s.cost,
+            s.charged,
+            s.node or "",
+            ", ".join(f"{k}={v:.4g}" for k, v in s.metrics.items()),
+        ]
+        for s in record.stages
+    ]
+    print(table(["stage", "outcome", "true cost", "charged", "node", "metrics"], rows))
+    if record.metrics:
+        print("metrics: " + ", ".join(f"{k}={v}" for k, v in sorted(record.metrics.items())))
+    if record.traceback:
+        print("\n" + record.traceback.rstrip())
+
+
+def _failure_row(record) -> list:
+    reason = record.failure.removeprefix(f"in stage '{record.failed_stage}': ")
+    return [record.trial_id, record.failed_stage or "", reason]
 
 
 def _best_table(best: list, objective: str) -> str:
@@ -98,6 +146,11 @@ def _as_json(study: StoredStudy, best, budget, cost_headers, cost_rows) -> dict:
         "settings": {k: v for k, v in study.settings.items() if k != "space"},
         "trials": len(study.records),
         "failed": study.failed,
+        "failures": [
+            dict(zip(["trial", "stage", "error"], _failure_row(r), strict=True))
+            for r in study.records
+            if not r.completed
+        ],
         "running": study.running,
         "best": [
             {

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from memotune.tracking.store import is_server, resolve_uri, server_is_up
 
@@ -55,22 +56,21 @@ def _run(args: argparse.Namespace) -> None:
     if is_server(uri):
         print(f"{uri} is an MLflow tracking server; its UI is at {uri}")
         return
+    _check_store_exists(uri)
     _check_port_free(args.host, args.port)
     address = f"http://{args.host}:{args.port}"
     print(f"starting the MLflow UI for {uri} …", file=sys.stderr, flush=True)
     with tempfile.TemporaryFile(mode="w+", prefix="memotune-ui-") as server_log:
         server = _start(uri, args.host, args.port, None if args.verbose else server_log)
-        stop_on_sigterm = signal.signal(signal.SIGTERM, _interrupt)
         try:
             _wait_until_up(server, address, server_log)
             print(f"MLflow UI: {address}  (store {uri}; Ctrl-C to stop)")
             print(f"studies, in the runs view: {address}/#/experiments?{RUNS_VIEW}", flush=True)
             code = server.wait()
             raise UIError(f"the MLflow server stopped (exit code {code}){_tail(server_log)}")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see memotune.signals)
             print("stopping the MLflow UI", file=sys.stderr, flush=True)
         finally:
-            signal.signal(signal.SIGTERM, stop_on_sigterm)
             _stop(server)
 
 
@@ -117,6 +117,18 @@ def _stop(server: subprocess.Popen) -> None:
             continue
 
 
+def _check_store_exists(uri: str) -> None:
+    """A local store that does not exist yet is a mistake (a wrong folder), not a new one."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else None
+    if uri.startswith("file:") or "://" not in uri:
+        path = uri.removeprefix("file://").removeprefix("file:")
+    if path is not None and not Path(path).exists():
+        raise UIError(
+            f"no MLflow store at {path}: run a sweep here first (memotune tune …), or give "
+            "the store with --tracking-uri"
+        )
+
+
 def _check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         try:
@@ -125,10 +137,6 @@ def _check_port_free(host: str, port: int) -> None:
             raise UIError(
                 f"cannot serve on {host}:{port} ({error.strerror}); pick another with --port"
             ) from None
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
 
 
 def _tail(server_log, lines: int = 5) -> str:

@@ -1,0 +1,226 @@
+"""What a user sees around a sweep: failures where they look, signals, errors before
+Ray starts, and cache commands that behave like Unix tools (all through the CLI)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+
+from memotune import Float, Int, Pipeline, run, stage
+
+FLAKY = """
+import time
+from memotune import Float, Pipeline, Stage
+
+
+def prepare(upstream, scale):
+    return scale
+
+
+def check(value):
+    if value > 0.6:
+        raise ValueError(f"scale {value:.3f} is too large")
+
+
+def train(upstream, lr, pause):
+    time.sleep(pause)
+    check(upstream)
+    return upstream * lr
+
+
+def evaluate(upstream, shift):
+    return {"loss": (upstream - 0.2) ** 2 + shift}
+
+
+pipeline = Pipeline(
+    [
+        Stage(prepare, space={"scale": Float(0.0, 1.0)}),
+        Stage(train, space={"lr": Float(0.1, 1.0), "pause": Float(0.0, PAUSE)}),
+        Stage(evaluate, space={"shift": Float(0.0, 0.1)}),
+    ],
+    objective="loss",
+    direction="minimize",
+    name="flaky",
+)
+"""
+
+
+def write_flaky(folder: Path, pause: float = 0.01) -> str:
+    (folder / "flaky.py").write_text(FLAKY.replace("PAUSE", repr(pause)))
+    return "flaky.py"
+
+
+def memotune(*args, cwd, timeout=600, **options):
+    return subprocess.run(
+        [sys.executable, "-m", "memotune", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **options,
+    )
+
+
+def test_a_failing_stage_is_one_line_per_trial_and_show_has_the_users_traceback(tmp_path):
+    write_flaky(tmp_path)
+    out = memotune(
+        "tune", "flaky.py", "--trials", "12", "--tuner", "random", "--study", "flaky",
+        "--max-failures", "100", "--no-tracking", cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    failed = [line for line in out.stderr.splitlines() if " failed in stage " in line]
+    assert failed, out.stderr
+    for line in failed:
+        assert "in stage 'train': ValueError: scale" in line
+        assert "(memotune show flaky --trial " in line
+    assert "Unhandled error" not in out.stderr and "ray_runner.py" not in out.stderr
+
+    shown = memotune("show", "flaky", "--json", cwd=tmp_path)
+    failures = json.loads(shown.stdout)["failures"]
+    assert len(failures) == len(failed)
+    assert all(f["stage"] == "train" and f["error"].startswith("ValueError") for f in failures)
+    table = memotune("show", "flaky", cwd=tmp_path).stdout
+    assert "failed trials" in table and f"{failures[0]['trial']}   train   ValueError" in table
+
+    whole = memotune("show", "flaky", "--trial", str(failures[0]["trial"]), cwd=tmp_path)
+    assert whole.returncode == 0, whole.stderr
+    trace = whole.stdout[whole.stdout.index("Traceback") :]
+    frames = [line for line in trace.splitlines() if line.strip().startswith("File ")]
+    assert frames and all("flaky.py" in frame for frame in frames), trace  # the user's only
+    assert '"scale"' in whole.stdout and "error" in whole.stdout  # config, stage outcomes
+    missing = memotune("show", "flaky", "--trial", "999", cwd=tmp_path)
+    assert missing.returncode == 2 and "trial 999 of study 'flaky' does not exist" in missing.stderr
+
+
+def test_sigterm_ends_a_sweep_like_ctrl_c(tmp_path):
+    write_flaky(tmp_path, pause=1.0)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "memotune", "tune", "flaky.py", "--trials", "200", "--tuner",
+         "random", "--study", "stopped", "--max-failures", "500", "--tracking-uri", uri],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    journal = tmp_path / ".memotune" / "studies" / "stopped" / "journal.sqlite"
+    deadline = time.monotonic() + 300
+    while not _finished_trials(journal) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    sweep.send_signal(signal.SIGTERM)
+    _, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 143, err
+    assert "memotune: terminated" in err and "done (interrupted)" in err
+    assert "SIGTERM received" not in err and "Traceback" not in err
+    shown = json.loads(memotune("show", "stopped", "--json", cwd=tmp_path).stdout)
+    assert shown["trials"] >= 1  # finished trials are journaled
+    mlflow.set_tracking_uri(uri)
+    parent = mlflow.search_runs(
+        experiment_names=["stopped"], filter_string="tags.`memotune.role` = 'study'"
+    )
+    assert list(parent["status"]) == ["KILLED"]
+
+
+def _finished_trials(journal: Path) -> int:
+    import sqlite3
+
+    if not journal.exists():
+        return 0
+    try:
+        with sqlite3.connect(journal) as db:
+            return db.execute("SELECT COUNT(*) FROM trials WHERE record IS NOT NULL").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+
+
+def test_errors_in_the_arguments_or_the_journal_come_before_ray_starts(tmp_path):
+    write_flaky(tmp_path)
+    first = memotune(
+        "tune", "flaky.py", "--trials", "2", "--study", "s", "--runner", "local",
+        "--no-tracking", cwd=tmp_path,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "flaky.py").write_text(
+        FLAKY.replace("PAUSE", "0.01").replace('"lr": Float(0.1, 1.0)', '"lr": Float(0.1, 2.0)')
+    )
+    cases = [
+        (["--workers", "0"], "workers must be at least 1, got 0"),
+        (["--study", "s"], "stage 'train' parameter 'lr' changed from Float(low=0.1, high=1.0"),
+    ]
+    for extra, message in cases:
+        started = time.monotonic()
+        out = memotune("tune", "flaky.py", "--trials", "3", "--no-tracking", *extra, cwd=tmp_path)
+        assert out.returncode == 2 and message in out.stderr, out.stderr
+        assert "Ray" not in out.stderr and time.monotonic() - started < 30
+    zero = memotune("tune", "flaky.py", "--trials", "0", "--no-tracking", cwd=tmp_path)
+    assert zero.returncode == 2 and "trials must be at least 1, got 0" in zero.stderr
+
+
+@stage(space={"n": Int(1, 100)})
+def make(inputs, n):
+    return bytes(n * 1000)
+
+
+@stage(space={"f": Float(0.0, 1.0)})
+def size(blob, f):
+    return float(len(blob)) * f
+
+
+def test_cache_commands_behave_like_unix_tools(tmp_path):
+    pipe = Pipeline([make, size])
+    for n in range(1, 60):
+        run(pipe, {"make": {"n": n}, "size": {"f": 0.5}}, cache="c")
+    for f in (0.1, 0.2):  # two hits on make's entry, one stage each
+        run(pipe, {"make": {"n": 3}, "size": {"f": f}}, cache="c")
+    run(pipe, {"make": {"n": 3}, "size": {"f": 0.2}}, cache="c")  # size's entry: both stages
+
+    piped = subprocess.run(
+        f"{sys.executable} -m memotune cache ls --cache c --limit 1000 | head -1",
+        shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert piped.stdout.strip() and piped.stderr == "", piped.stderr
+
+    nosuch = memotune("cache", "unpin", "--cache", "c", "--study", "nosuch", cwd=tmp_path)
+    assert nosuch.returncode == 2 and "study 'nosuch' holds no pins" in nosuch.stderr
+    stage_name = memotune("cache", "ls", "--cache", "c", "--stage", "nope", cwd=tmp_path)
+    assert stage_name.returncode == 2 and "stages there: make, size" in stage_name.stderr
+
+    stats = json.loads(memotune("cache", "stats", "--cache", "c", "--json", cwd=tmp_path).stdout)
+    assert stats["by_stage"]["make"]["hits"] == 3 and stats["by_stage"]["size"]["hits"] == 1
+    assert stats["hits"] == 4
+
+    refused = memotune("cache", "clear", "--cache", "c", cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert refused.returncode == 2 and "add --yes" in refused.stderr
+    assert (
+        json.loads(memotune("cache", "stats", "--cache", "c", "--json", cwd=tmp_path).stdout)[
+            "entries"
+        ]
+        == stats["entries"]
+    )
+    cleared = memotune("cache", "clear", "--cache", "c", "--yes", cwd=tmp_path)
+    assert cleared.returncode == 0 and f"removed {stats['entries']} entries" in cleared.stdout
+
+
+def test_cache_hits_agree_with_show(tmp_path):
+    write_flaky(tmp_path)
+    out = memotune(
+        "tune", "flaky.py", "--trials", "15", "--tuner", "eeipu", "--study", "h",
+        "--runner", "local", "--no-tracking", "--cache", "c", "--max-failures", "100",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(memotune("show", "h", "--json", cwd=tmp_path).stdout)
+    stats = json.loads(memotune("cache", "stats", "--cache", "c", "--json", cwd=tmp_path).stdout)
+    by_stage = {
+        row["stage"]: row["hits"] for row in shown["stages"] if row["stage"] in stats["by_stage"]
+    }
+    assert sum(by_stage.values()) > 0, shown["stages"]
+    assert by_stage == {name: row["hits"] for name, row in stats["by_stage"].items()}
+
+
+def test_ui_in_an_empty_folder_says_so_and_creates_nothing(tmp_path):
+    out = memotune("ui", cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    assert out.returncode == 2 and "no MLflow store at" in out.stderr
+    assert not (tmp_path / "mlflow.db").exists()
