@@ -7,11 +7,11 @@ import os
 import sys
 
 from memotune import __version__
-from memotune.commands import bench, cache, show, studies, tune, ui
+from memotune.commands import bench, cache, plot, show, studies, tune, ui
 from memotune.errors import ClusterError, TooManyFailures
 from memotune.signals import Terminated, terminate_as_interrupt
 
-COMMANDS = [tune, bench, studies, show, ui, cache]
+COMMANDS = [tune, bench, studies, show, plot, ui, cache]
 
 
 #: Exceptions that mean "the user asked for something wrong", not "memotune broke".

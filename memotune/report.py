@@ -216,3 +216,74 @@ def _csv_cell(value: Any) -> Any:
 
 def _order(trial_id: int | None) -> int:
     return -1 if trial_id is None else trial_id
+
+
+def completed_params(records: Sequence[TrialRecord]) -> tuple[list[str], list[TrialRecord]]:
+    """The ``stage.param`` columns and the completed trials (with an objective)."""
+    done = [r for r in records if r.completed and r.objective is not None]
+    return param_columns(done), done
+
+
+def param_value(record: TrialRecord, column: str) -> Any:
+    stage, _, name = column.partition(".")
+    return record.config.get(stage, {}).get(name)
+
+
+def parameter_importance(records: Sequence[TrialRecord], seed: int = 0) -> dict[str, float]:
+    """How much each parameter explains the objective over the completed trials: a random
+    forest's mean decrease in impurity, summing to 1 (as Optuna's
+    ``MeanDecreaseImpurityImportanceEvaluator``); empty with fewer than 4 trials."""
+    columns, done = completed_params(records)
+    if len(done) < 4 or not columns:
+        return {}
+    from sklearn.ensemble import RandomForestRegressor
+
+    X = [[_as_number(param_value(r, c), c, done) for c in columns] for r in done]
+    forest = RandomForestRegressor(n_estimators=64, max_depth=8, random_state=seed)
+    forest.fit(X, [r.objective for r in done])
+    ranked = sorted(zip(columns, forest.feature_importances_, strict=True), key=lambda p: -p[1])
+    return {column: float(value) for column, value in ranked}
+
+
+def _as_number(value: Any, column: str, records: Sequence[TrialRecord]) -> float:
+    """A setting as a number: itself, or a choice's index among the values seen."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    seen = sorted({json.dumps(param_value(r, column), sort_keys=True) for r in records})
+    return float(seen.index(json.dumps(value, sort_keys=True)))
+
+
+def summary_markdown(
+    records: Sequence[TrialRecord], budget: dict[str, Any], *, objective: str, maximize: bool
+) -> str:
+    """A short Markdown summary of a study: best value and configuration, budget by
+    stage, the tuner's share and what the cache saved (the MLflow parent run's
+    description)."""
+    best = best_trials(records, maximize, 1)
+    failed = sum(not r.completed for r in records)
+    lines = [f"**{len(records)} trials** ({failed} failed)."]
+    if best:
+        trial = best[0]
+        lines.append(f"**Best {objective}: {trial.objective:.6g}** (trial {trial.trial_id})")
+        lines.append("")
+        lines.append("| stage | parameter | value |\n|---|---|---|")
+        for stage, params in trial.config.items():
+            lines += [f"| {stage} | {name} | {value} |" for name, value in params.items()]
+    headers, rows = cost_table(records, budget)
+    lines += ["", "Budget by stage:", "", "| " + " | ".join(headers) + " |"]
+    lines.append("|" + "---|" * len(headers))
+    for row in rows:
+        lines.append("| " + " | ".join(_markdown_cell(v) for v in row) + " |")
+    spent = budget["spent"] or 1.0
+    lines.append("")
+    lines.append(
+        f"The tuner took {100 * budget['tuner'] / spent:.1f}% of the budget spent "
+        f"({budget['tuner_seconds']:.1f} s); the cache saved {budget['saved_by_cache']:.4g} "
+        f"({100 * budget['saved_by_cache'] / (spent + budget['saved_by_cache']):.0f}% of what "
+        "running every stage would have cost)."
+    )
+    return "\n".join(lines)
+
+
+def _markdown_cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

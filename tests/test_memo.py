@@ -48,10 +48,24 @@ def test_effort_batches_more_as_trials_get_cheaper():
         effort = Effort(target_share=0.05, max_batch=16)
         for _ in range(5):
             effort.observe_trial(trial_cost)
-            effort.observe_proposal(0.2)
+            effort.observe_proposal(0.2, refitted=False)
         sizes.append(effort.batch_size(charged=True))
     assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == 16
     assert Effort().batch_size(charged=False) == 1  # uncharged time: one per fit
+
+
+def test_refits_wait_until_trials_have_paid_for_them():
+    effort = Effort(target_share=0.05)
+    assert effort.may_refit(charged=True)  # a refit's cost is not known yet
+    effort.observe_proposal(1.0, refitted=True)
+    assert not effort.may_refit(charged=True)  # 1 s of thinking owed, nothing earned
+    for _ in range(18):
+        effort.observe_trial(1.0)  # each trial earns 0.05/0.95 s
+    assert not effort.may_refit(charged=True)
+    for _ in range(22):
+        effort.observe_trial(1.0)
+    assert effort.may_refit(charged=True)
+    assert effort.may_refit(charged=False)  # where the tuner's time is free: always
 
 
 def test_a_proposal_costs_less_per_trial_when_trials_are_cheap(tmp_path):
@@ -99,7 +113,6 @@ def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
     from memotune.tuner.optimize import Candidate, Prefix
 
     cached = CachedPosteriorGP(model)
-    tuner._incumbent = float("-inf")
     tuner._batch = 2
     fresh = Candidate(torch.tensor([0.2, 0.8], dtype=torch.float64), Prefix(0), 0.0)
     chosen = tuner._choose([Candidate(row, Prefix(0), 1.0), fresh], [], cached, budget)

@@ -79,6 +79,7 @@ class GPTuner(Tuner):
         self._warmup_spent: float | None = None
         self._proposal_charges: list[float] = []  # charged seconds of recent BO proposals
         self._queue: list[Proposal] = []  # the rest of a batch chosen by one optimization
+        self._refitted = False  # whether the last proposal re-optimized hyperparameters
 
     def _observe(self, record: TrialRecord) -> None:
         self.observations.add(record)
@@ -99,13 +100,16 @@ class GPTuner(Tuner):
         if queued is not None:
             return queued
         X, Y = data
-        model = self.objective_fitter.fit(X, Y)
+        may_refit = self._may_refit(budget)
+        model = self.objective_fitter.fit(X, Y, may_refit=may_refit)
+        self._refitted = self.objective_fitter.refitted
         pending_rows = self.encoder.encode_many([self.pipeline.validate(c) for c in pending])
         model = CachedPosteriorGP(
             condition_on_believed(self.objective_fitter, model, X, Y, pending_rows)
         )
         if self.costs is not None:
-            self.costs.fit(self.observations)
+            self.costs.fit(self.observations, may_refit=may_refit)
+            self._refitted |= self.costs.refitted
             charges = self._proposal_charges
             self.costs.overhead = sum(charges) / len(charges) if charges else 0.0
         make_acquisition, info = self._acquisition(model, X, Y, budget)
@@ -129,6 +133,11 @@ class GPTuner(Tuner):
             for k, c in chosen[1:]
         ]
         return Proposal(config, info)
+
+    def _may_refit(self, budget: Budget) -> bool:
+        """Whether this proposal may re-optimize GP hyperparameters that are due on the
+        refit schedule (here: always)."""
+        return True
 
     def _acquisition(
         self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget

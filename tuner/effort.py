@@ -1,12 +1,19 @@
 """How much thinking a proposal may cost, from what trials cost.
 
-A tuner whose seconds are charged to the budget should spend on choosing a
-trial a small share of what the trial itself costs. ``Effort`` watches both:
-the charged cost of recent trials and the seconds of recent full proposals
-(model fit plus acquisition optimization). When one proposal costs more than
-its share of a trial, the next optimization proposes a batch from the same
-fit, enough trials to bring the tuner's share back to the target; when trials
-are dear, proposals screen and polish more candidates.
+A tuner whose seconds are charged to the budget should spend on choosing
+trials a small share of what the trials themselves cost. ``Effort`` keeps an
+account: every trial's charged cost earns ``target_share / (1 − target_share)``
+of it as thinking time, every proposal spends its seconds. With that account:
+
+- **refits**: re-optimizing the GPs' hyperparameters (most of a proposal's
+  seconds) happens only when the account can pay for one; in between, the
+  models take the new data with the hyperparameters they have, which costs
+  milliseconds;
+- **batches**: when even a proposal without a refit costs more than a trial
+  earns, one optimization proposes a batch of trials, enough to bring the
+  share back to the target;
+- **breadth**: when the account holds many proposals' worth, the acquisition
+  is searched harder (more raw samples, more polished starts).
 """
 
 from __future__ import annotations
@@ -16,45 +23,60 @@ import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-#: Recent trials and proposals that the policy averages over.
+#: Recent trials and proposals that the estimates average over.
 WINDOW = 10
 
 
 @dataclass
 class Effort:
-    """The tuner's budget for thinking: ``target_share`` of the charged budget."""
+    """The tuner's account for thinking: ``target_share`` of the charged budget."""
 
     target_share: float = 0.05
     max_batch: int = 16
+    earned: float = 0.0
+    spent: float = 0.0
     trial_costs: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
-    proposal_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
-
-    def observe_trial(self, charged: float) -> None:
-        self.trial_costs.append(max(0.0, charged))
-
-    def observe_proposal(self, seconds: float) -> None:
-        self.proposal_seconds.append(seconds)
+    plain_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
+    refit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
     @property
-    def allowed_seconds(self) -> float | None:
-        """What one trial's proposal may cost to keep the share on target (None: unknown)."""
-        if not self.trial_costs:
-            return None
-        trial = statistics.median(self.trial_costs)
-        return self.target_share / (1 - self.target_share) * trial
+    def rate(self) -> float:
+        """Thinking seconds earned per unit of trial cost."""
+        return self.target_share / (1 - self.target_share)
+
+    def observe_trial(self, charged: float) -> None:
+        charged = max(0.0, charged)
+        self.trial_costs.append(charged)
+        self.earned += self.rate * charged
+
+    def observe_proposal(self, seconds: float, refitted: bool) -> None:
+        """A proposal (one optimization) took ``seconds``, with a refit or without."""
+        self.spent += seconds
+        (self.refit_seconds if refitted else self.plain_seconds).append(seconds)
+
+    @property
+    def balance(self) -> float:
+        """Thinking seconds earned and not yet spent (negative: overspent)."""
+        return self.earned - self.spent
+
+    def may_refit(self, charged: bool) -> bool:
+        """Whether the account pays for a proposal with a refit (always where the
+        tuner's time is free, and until a refit's cost is known)."""
+        if not charged or not self.refit_seconds:
+            return True
+        return self.balance >= statistics.median(self.refit_seconds)
 
     def batch_size(self, charged: bool) -> int:
         """Trials to propose from the next optimization (1 where the tuner's time is free)."""
-        allowed = self.allowed_seconds
-        if not charged or allowed is None or not self.proposal_seconds:
+        if not charged or not self.trial_costs or not self.plain_seconds:
             return 1
-        needed = statistics.median(self.proposal_seconds) / max(allowed, 1e-9)
+        per_trial = self.rate * statistics.median(self.trial_costs)
+        needed = statistics.median(self.plain_seconds) / max(per_trial, 1e-9)
         return max(1, min(self.max_batch, math.ceil(needed)))
 
     def thorough(self, charged: bool) -> bool:
-        """Trials are dear next to a proposal: search harder (only where it is charged,
-        so a benchmark in cost units runs at the default effort)."""
-        allowed = self.allowed_seconds
-        if not charged or allowed is None or not self.proposal_seconds:
+        """The account holds many proposals' worth: search harder (only where the
+        tuner's time is charged, so a benchmark in cost units runs at the default)."""
+        if not charged or not self.refit_seconds:
             return False
-        return allowed > 8 * max(self.proposal_seconds)
+        return self.balance > 8 * max(self.refit_seconds)

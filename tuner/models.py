@@ -41,11 +41,17 @@ class GPFitter:
         self.warm_maxiter = warm_maxiter
         self._hyperparameters: dict[str, torch.Tensor] | None = None
         self._fitted_at = 0
+        self.refitted = False
 
-    def fit(self, X: torch.Tensor, Y: torch.Tensor) -> SingleTaskGP:
+    def fit(self, X: torch.Tensor, Y: torch.Tensor, *, may_refit: bool = True) -> SingleTaskGP:
+        """A model on ``(X, Y)``, its hyperparameters re-optimized if one is due on the
+        schedule and ``may_refit`` (the first fit always happens); ``refitted`` says
+        whether this call did."""
         model = self.build(X, Y)
         n = len(X)
-        if self._hyperparameters is None or n - self._fitted_at >= max(1, n // self.refit_divisor):
+        due = n - self._fitted_at >= max(1, n // self.refit_divisor)
+        self.refitted = self._hyperparameters is None or (due and may_refit)
+        if self.refitted:
             warm = {"options": {"maxiter": self.warm_maxiter}} if self._hyperparameters else None
             try:
                 fit_gpytorch_mll(
@@ -140,13 +146,16 @@ class CostModel:
         uniform = engine.draw(samples, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
         self.base_samples = torch.distributions.Normal(0.0, 1.0).icdf(uniform)  # samples × models
         self.models: list[CachedPosteriorGP | float] = []
+        self.refitted = False  # whether the last fit re-optimized any hyperparameters
         #: What every trial costs besides its stages: the tuner's own seconds per
         #: proposal where they are charged to the budget (else 0).
         self.overhead = 0.0
 
-    def fit(self, observations: Observations) -> None:
-        """Fit every cost GP; a stage without inputs or data gets a constant log cost."""
+    def fit(self, observations: Observations, *, may_refit: bool = True) -> None:
+        """Fit every cost GP (see :meth:`GPFitter.fit`); a stage without inputs or data
+        gets a constant log cost."""
         self.models = []
+        self.refitted = False
         for k, fitter in enumerate(self.fitters):
             if self.per_stage:
                 data = observations.stage_cost_data(k)
@@ -157,7 +166,8 @@ class CostModel:
             elif fitter is None or len(data[0]) < 2:
                 self.models.append(float(data[1].mean()))
             else:
-                self.models.append(CachedPosteriorGP(fitter.fit(*data)))
+                self.models.append(CachedPosteriorGP(fitter.fit(*data, may_refit=may_refit)))
+                self.refitted |= fitter.refitted
 
     def log_expected_inverse_cost(
         self, X: torch.Tensor, depth: torch.Tensor, cached_cost: torch.Tensor

@@ -31,6 +31,8 @@ STUDY_TAG = "memotune.study"
 CREATED_TAG = "memotune.study_created"
 ROLE_TAG = "memotune.role"
 TRIAL_TAG = "memotune.trial"
+#: A run's or an experiment's description (Markdown) in the MLflow UI.
+NOTE_TAG = "mlflow.note.content"
 PARENT_TAG = "mlflow.parentRunId"
 RUN_NAME_TAG = "mlflow.runName"
 
@@ -137,6 +139,18 @@ def study_params(settings: dict[str, Any]) -> dict[str, str]:
     for stage, name, _kind, declared in space:
         params[metric_key(f"space.{stage}.{name}")] = str(declared)
     return params
+
+
+def experiment_description(name: str, settings: dict[str, Any]) -> str:
+    """The experiment's description in the MLflow UI (Markdown)."""
+    return (
+        f"memotune study **{name}**: pipeline `{settings.get('pipeline')}`, tuner "
+        f"`{settings.get('tuner')}`, {settings.get('direction')} "
+        f"`{settings.get('objective')}`. Each sweep is a parent run (its description "
+        "has the best configuration and where the budget went; its artifacts the plots, "
+        "`plots.html` interactive); each trial is a run nested under it, with its "
+        "settings as `stage.param` parameters."
+    )
 
 
 def study_tags(name: str, settings: dict[str, Any], path: str) -> dict[str, str]:

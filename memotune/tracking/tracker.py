@@ -21,7 +21,7 @@ from memotune.tuner.budget import TRIALS, Budget
 from memotune.tuner.callbacks import StudyCallback, StudyInfo
 
 from .outbox import Job, Outbox
-from .runs import MetricValue, budget_step, summary_metrics, trial_metrics
+from .runs import NOTE_TAG, MetricValue, budget_step, summary_metrics, trial_metrics
 from .store import (
     is_server,
     resolve_uri,
@@ -147,7 +147,13 @@ class MlflowTracker(StudyCallback):
     ) -> None:
         """Queue the parent run's totals, plots and tables (replacing one still queued)."""
         records, points = list(self.records), list(self.points)
-        tags = {"budget_total": repr(float(budget["total"]))}
+        pipeline = self.study.pipeline
+        tags = {
+            "budget_total": repr(float(budget["total"])),
+            NOTE_TAG: report.summary_markdown(
+                records, budget, objective=pipeline.objective, maximize=pipeline.maximize
+            ),
+        }
         if stopped:
             tags["stopped"] = stopped
 
@@ -168,23 +174,19 @@ class MlflowTracker(StudyCallback):
     def _files(
         self, records: list[TrialRecord], points: list[report.Point], budget: dict[str, Any]
     ) -> dict[str, bytes]:
-        pipeline, name = self.study.pipeline, self.study.name
-        return {
-            "convergence.png": plots.convergence_png(
-                points,
-                objective=pipeline.objective,
-                direction=pipeline.direction,
-                unit="trials" if self.kind == TRIALS else pipeline.cost_unit,
-                title=f"study '{name}': best {pipeline.objective} against budget spent",
-            ),
-            "cost_breakdown.png": plots.cost_breakdown_png(
-                report.stage_costs(records),
-                unit=pipeline.cost_unit,
-                title=f"study '{name}': cost by stage",
-            ),
-            "cost_breakdown.csv": report.to_csv(*report.cost_table(records, budget)).encode(),
-            "trials.csv": report.to_csv(*report.trials_table(records, points)).encode(),
-        }
+        pipeline = self.study.pipeline
+        files = plots.study_plots(
+            records,
+            points,
+            name=self.study.name,
+            objective=pipeline.objective,
+            direction=pipeline.direction,
+            unit=pipeline.cost_unit,
+            budget_unit="trials" if self.kind == TRIALS else pipeline.cost_unit,
+        )
+        files["cost_breakdown.csv"] = report.to_csv(*report.cost_table(records, budget)).encode()
+        files["trials.csv"] = report.to_csv(*report.trials_table(records, points)).encode()
+        return files
 
     def _reachable(self) -> bool:
         return server_is_up(self.uri) if is_server(self.uri) else True

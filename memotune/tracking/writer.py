@@ -15,11 +15,13 @@ from typing import Any
 from .outbox import GiveUp
 from .runs import (
     CREATED_TAG,
+    NOTE_TAG,
     PARENT_TAG,
     ROLE_TAG,
     RUN_NAME_TAG,
     TRIAL_TAG,
     MetricValue,
+    experiment_description,
     start_tags,
     study_params,
     study_tags,
@@ -85,11 +87,7 @@ class MlflowWriter:
         experiment = self.client.get_experiment_by_name(self.name)
         if experiment is None:
             try:
-                return self.client.create_experiment(
-                    self.name,
-                    tags=EXPERIMENT_TAGS
-                    | {"memotune.pipeline": str(self.settings.get("pipeline"))},
-                )
+                return self.client.create_experiment(self.name, tags=self._experiment_tags())
             except MlflowException as error:
                 if error.error_code != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -100,7 +98,16 @@ class MlflowWriter:
                 f"experiments restore --experiment-id {experiment.experiment_id}) or tune "
                 "under another study name"
             )
+        for key, value in self._experiment_tags().items():  # made by an older memotune
+            if experiment.tags.get(key) != value:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
+
+    def _experiment_tags(self) -> dict[str, str]:
+        return EXPERIMENT_TAGS | {
+            "memotune.pipeline": str(self.settings.get("pipeline")),
+            NOTE_TAG: experiment_description(self.name, self.settings),
+        }
 
     def _find_parent(self, created: str):
         from mlflow.entities import ViewType
