@@ -110,8 +110,7 @@ class GPTuner(Tuner):
         if self.costs is not None:
             self.costs.fit(self.observations, may_refit=may_refit)
             self._refitted |= self.costs.refitted
-            charges = self._proposal_charges
-            self.costs.overhead = sum(charges) / len(charges) if charges else 0.0
+            self.costs.overhead = self._overhead()
         make_acquisition, info = self._acquisition(model, X, Y, budget)
         candidates = optimize_over_prefixes(
             make_acquisition,
@@ -133,6 +132,12 @@ class GPTuner(Tuner):
             for k, c in chosen[1:]
         ]
         return Proposal(config, info)
+
+    def _overhead(self) -> float:
+        """What every trial costs besides its stages: the tuner's charged seconds per
+        proposal, on average over the recent ones."""
+        charges = self._proposal_charges
+        return sum(charges) / len(charges) if charges else 0.0
 
     def _may_refit(self, budget: Budget) -> bool:
         """Whether this proposal may re-optimize GP hyperparameters that are due on the

@@ -13,6 +13,13 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   pipelines, batching from every fit (the first design) ran twice the trials
   but lost to EEIPU on every seed of one pipeline; one proposal per trial
   with paid-for refits keeps EEIPU's choices at a fraction of its time.
+- **A cost floor.** EI per unit cost wins a trial ten times cheaper by ten
+  times, so on a pipeline with cached prefixes it keeps tweaking the cheap
+  last stages of a few prefixes; those tweaks are strongly correlated and
+  teach little. No trial counts as cheaper than ``min_cost`` (default half)
+  of a typical full trial. (EEIPU gets a similar floor by accident: its own
+  slow proposals enter every trial's cost; once proposals are fast, without
+  the floor the same acquisition ran 4× the trials for worse test scores.)
 - **Noise.** The GP fits a noise level; the incumbent of expected
   improvement is the best posterior mean at an observed configuration, not
   the luckiest validation draw; a candidate indistinguishable from an
@@ -23,6 +30,7 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
 
 from __future__ import annotations
 
+import statistics
 import time
 
 import torch
@@ -46,9 +54,16 @@ class MemoTuner(EEIPU):
     name = "memo"
 
     def __init__(
-        self, pipeline, *, target_share: float = 0.05, max_batch: int = 64, **options
+        self,
+        pipeline,
+        *,
+        target_share: float = 0.05,
+        max_batch: int = 64,
+        min_cost: float = 0.5,
+        **options,
     ) -> None:
         super().__init__(pipeline, **options)
+        self.min_cost = min_cost
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
         self._batch = 1
@@ -74,6 +89,12 @@ class MemoTuner(EEIPU):
 
     def _may_refit(self, budget: Budget) -> bool:
         return self.effort.may_refit(budget.charge_tuner)
+
+    def _overhead(self) -> float:
+        """No trial counts as cheaper than ``min_cost`` of a typical full trial."""
+        totals = [sum(o.stage_costs) for o in self.observations.items if None not in o.stage_costs]
+        typical = statistics.median(totals) if totals else 0.0
+        return max(super()._overhead(), self.min_cost * typical)
 
     def _acquisition(
         self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget
