@@ -5,9 +5,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: setup test test-all demo lint clean
+.PHONY: setup browser test test-all demo lint clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# Debian's chromium, for the test that opens the MLflow UI in a real headless browser.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { echo "installing chromium (for the browser test)"; \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
 # torch first, pinned: an unpinned torch would pull several GB of CUDA packages.
 $(STAMP): pyproject.toml
@@ -28,6 +34,7 @@ DEMO_STUDY := demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
 	$(BIN)/memotune tune examples/digits.py --tuner eeipu --budget 60 --workers 2 --study $(DEMO_STUDY)
 	$(BIN)/memotune show $(DEMO_STUDY) --top 5
+	$(BIN)/memotune plot $(DEMO_STUDY)
 	@echo "Browse every trial in MLflow:  $(BIN)/memotune ui"
 
 lint: setup

@@ -24,7 +24,9 @@ class ProgressPrinter(StudyCallback):
     """
 
     def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
-        self.console = Console(file=stream or sys.stderr, highlight=False, soft_wrap=True)
+        self.console = Console(
+            file=stream or sys.stderr, highlight=False, soft_wrap=True, force_terminal=live
+        )
         self.live = self.console.is_terminal if live is None else live
         self.running = self.finished = self.failed = self.hits = self.stages = 0
         self.budget: Budget | None = None

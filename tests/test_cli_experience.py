@@ -1,8 +1,10 @@
 """What a user sees around a sweep: failures where they look, signals, errors before
 Ray starts, and cache commands that behave like Unix tools (all through the CLI)."""
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import mlflow
 
-from memotune import Float, Int, Pipeline, run, stage
+from memotune import Float, Int, Pipeline, run, stage, tune
+from memotune.progress import ProgressPrinter
 
 FLAKY = """
 import time
@@ -93,6 +96,7 @@ def test_a_failing_stage_is_one_line_per_trial_and_show_has_the_users_traceback(
     frames = [line for line in trace.splitlines() if line.strip().startswith("File ")]
     assert frames and all("flaky.py" in frame for frame in frames), trace  # the user's only
     assert '"scale"' in whole.stdout and "error" in whole.stdout  # config, stage outcomes
+    assert os.uname().nodename in whole.stdout  # where each stage ran, readably
     missing = memotune("show", "flaky", "--trial", "999", cwd=tmp_path)
     assert missing.returncode == 2 and "trial 999 of study 'flaky' does not exist" in missing.stderr
 
@@ -224,3 +228,36 @@ def test_ui_in_an_empty_folder_says_so_and_creates_nothing(tmp_path):
     out = memotune("ui", cwd=tmp_path, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
     assert out.returncode == 2 and "no MLflow store at" in out.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_progress_shows_a_live_bar_with_trials_best_hits_and_time_left(tmp_path):
+    stream = io.StringIO()
+    tune(
+        Pipeline([make, size]),
+        tuner="random",
+        trials=6,
+        study="live",
+        runner="local",
+        tracking=False,
+        progress=False,
+        callbacks=[ProgressPrinter(stream, live=True)],
+    )
+    shown = stream.getvalue()
+    assert "budget" in shown and "━" in shown  # rich's bar
+    assert "running 0 | finished 6 | failed 0 | best" in shown
+    assert "cache hits" in shown and re.search(r"\d:\d\d:\d\d|-:--:--", shown)  # time left
+
+
+def test_plot_writes_the_studys_figures(tmp_path):
+    tune(Pipeline([make, size]), tuner="random", trials=6, study="p", runner="local",
+         tracking=False, progress=False)  # fmt: skip
+    out = memotune("plot", "p", "--out", "figures", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "figures/plots.html" in out.stdout
+    for name in ("parallel_coordinates", "parameter_importance", "objective_by_trial",
+                 "stage_cost_by_trial", "convergence", "cost_breakdown"):  # fmt: skip
+        assert (tmp_path / "figures" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    page = (tmp_path / "figures" / "plots.html").read_text()
+    assert page.count("Plotly.newPlot") == 4 and "parcoords" in page
+    empty = memotune("plot", "nosuch", cwd=tmp_path)
+    assert empty.returncode == 2 and "no study 'nosuch'" in empty.stderr

@@ -12,6 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from memotune.tracking.runs import runs_page
 from memotune.tracking.store import is_server, resolve_uri, server_is_up
 
 EXAMPLES = """examples:
@@ -66,6 +67,8 @@ def _run(args: argparse.Namespace) -> None:
             _wait_until_up(server, address, server_log)
             print(f"MLflow UI: {address}  (store {uri}; Ctrl-C to stop)")
             print(f"studies, in the runs view: {address}/#/experiments?{RUNS_VIEW}", flush=True)
+            for name, experiment_id in _recent_studies(uri):
+                print(f"  study {name}: {runs_page(address, experiment_id)}", flush=True)
             code = server.wait()
             raise UIError(f"the MLflow server stopped (exit code {code}){_tail(server_log)}")
         except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (see memotune.signals)
@@ -115,6 +118,18 @@ def _stop(server: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _recent_studies(uri: str, limit: int = 10) -> list[tuple[str, str]]:
+    """The most recently created studies in the store (name, experiment id)."""
+    from mlflow import MlflowClient
+
+    experiments = MlflowClient(tracking_uri=uri).search_experiments(
+        filter_string="tags.`memotune.pipeline` != ''",
+        order_by=["creation_time DESC"],
+        max_results=limit,
+    )
+    return [(e.name, e.experiment_id) for e in experiments]
 
 
 def _check_store_exists(uri: str) -> None:

@@ -153,6 +153,42 @@ def experiment_description(name: str, settings: dict[str, Any]) -> str:
     )
 
 
+#: The experiment's saved view of its runs table (MLflow's "shared view", an experiment
+#: tag), opened with ``?viewStateShareKey=`` in the URL: see :func:`runs_page`.
+VIEW_KEY = "memotune"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+
+
+def runs_view(settings: dict[str, Any]) -> str:
+    """The runs table as a study wants it seen (JSON): every trial sorted by the objective,
+    with the objective, the trial's cost and cache hits, its status and every setting as
+    columns (MLflow shows none of them by default)."""
+    objective = metric_key(str(settings.get("objective", "objective")))
+    try:
+        space = json.loads(settings.get("space") or "[]")
+    except (TypeError, ValueError):
+        space = []
+    columns = [f"metrics.`{objective}`", "metrics.`trial_cost`", "metrics.`cache_hits`"]
+    columns += [f"params.`{metric_key(f'{stage}.{name}')}`" for stage, name, _, _ in space]
+    columns += ["tags.`status`", "tags.`phase`"]
+    return json.dumps(
+        {
+            "selectedColumns": columns,
+            "orderByKey": f"metrics.`{objective}`",
+            "orderByAsc": settings.get("direction") != "maximize",
+        }
+    )
+
+
+def runs_page(address: str, experiment_id: str) -> str:
+    """The URL of an experiment's runs in the classic model-training layout, in the view
+    :func:`runs_view` saved."""
+    return (
+        f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs?"
+        f"viewStateShareKey={VIEW_KEY}&workflowType=machine_learning"
+    )
+
+
 def study_tags(name: str, settings: dict[str, Any], path: str) -> dict[str, str]:
     return {
         STUDY_TAG: name,

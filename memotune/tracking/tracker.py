@@ -21,7 +21,14 @@ from memotune.tuner.budget import TRIALS, Budget
 from memotune.tuner.callbacks import StudyCallback, StudyInfo
 
 from .outbox import Job, Outbox
-from .runs import NOTE_TAG, MetricValue, budget_step, summary_metrics, trial_metrics
+from .runs import (
+    NOTE_TAG,
+    MetricValue,
+    budget_step,
+    runs_page,
+    summary_metrics,
+    trial_metrics,
+)
 from .store import (
     is_server,
     resolve_uri,
@@ -31,6 +38,8 @@ from .store import (
 )
 from .writer import MlflowWriter
 
+#: Where ``memotune ui`` serves by default.
+DEFAULT_UI = "http://127.0.0.1:5000"
 #: How a study stopped, as the MLflow status of its parent run.
 RUN_STATUS = {"failures": "FAILED", "error": "FAILED", "interrupted": "KILLED"}
 log = logging.getLogger("memotune.tracking")
@@ -119,9 +128,12 @@ class MlflowTracker(StudyCallback):
                 _summarize(missed),
             )
         elif self.announce:
+            where = self.uri if is_server(self.uri) else DEFAULT_UI
+            page = runs_page(where, self.writer.experiment_id)
+            browse = page if is_server(self.uri) else f"browse with `memotune ui`: {page}"
             self._print(
                 f"MLflow: experiment '{study.name}', run {self.writer.parent_id} "
-                f"({len(self.records)} trials) in {self.uri} — browse with `memotune ui`"
+                f"({len(self.records)} trials) in {self.uri} — {browse}"
             )
 
     # jobs: run on the outbox thread

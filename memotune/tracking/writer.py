@@ -20,8 +20,10 @@ from .runs import (
     ROLE_TAG,
     RUN_NAME_TAG,
     TRIAL_TAG,
+    VIEW_TAG,
     MetricValue,
     experiment_description,
+    runs_view,
     start_tags,
     study_params,
     study_tags,
@@ -107,6 +109,7 @@ class MlflowWriter:
         return EXPERIMENT_TAGS | {
             "memotune.pipeline": str(self.settings.get("pipeline")),
             NOTE_TAG: experiment_description(self.name, self.settings),
+            VIEW_TAG: runs_view(self.settings),
         }
 
     def _find_parent(self, created: str):
