@@ -58,7 +58,7 @@ class MemoTuner(EEIPU):
         pipeline,
         *,
         target_share: float = 0.05,
-        max_batch: int = 64,
+        max_batch: int = 8,
         min_cost: float = 0.5,
         **options,
     ) -> None:
@@ -85,16 +85,19 @@ class MemoTuner(EEIPU):
 
     def _observe(self, record: TrialRecord) -> None:
         super()._observe(record)
-        self.effort.observe_trial(record.charged)
+        self.effort.observe_trial(max(record.charged, self._floor()))
 
     def _may_refit(self, budget: Budget) -> bool:
         return self.effort.may_refit(budget.charge_tuner)
 
     def _overhead(self) -> float:
         """No trial counts as cheaper than ``min_cost`` of a typical full trial."""
+        return max(super()._overhead(), self._floor())
+
+    def _floor(self) -> float:
+        """``min_cost`` of the median true cost of a full trial (all stages run)."""
         totals = [sum(o.stage_costs) for o in self.observations.items if None not in o.stage_costs]
-        typical = statistics.median(totals) if totals else 0.0
-        return max(super()._overhead(), self.min_cost * typical)
+        return self.min_cost * statistics.median(totals) if totals else 0.0
 
     def _acquisition(
         self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget
@@ -117,7 +120,8 @@ class MemoTuner(EEIPU):
         budget: Budget,
     ) -> list[tuple[Candidate, Config]]:
         """Up to a batch of new configurations, best first: none indistinguishable from
-        an observed or running one within the fitted noise, none too close to another."""
+        an observed or running one within the fitted noise, none too close to another,
+        at most one per cached prefix."""
         if not candidates:
             return []
         rows = torch.stack([c.row for c in candidates])
@@ -126,10 +130,11 @@ class MemoTuner(EEIPU):
         taken = {self._key(c) for c in pending}
         chosen: list[tuple[Candidate, Config]] = []
         picked: list[torch.Tensor] = []
+        used: set[str | None] = set()  # cached prefixes a chosen candidate builds on
         for candidate, is_novel in zip(candidates, novel.tolist(), strict=True):
             if len(chosen) == self._batch:
                 break
-            if not is_novel:
+            if not is_novel or (candidate.prefix.key is not None and candidate.prefix.key in used):
                 continue
             if picked and float((torch.stack(picked) - candidate.row).norm(dim=-1).min()) < (
                 BATCH_MIN_DISTANCE
@@ -141,4 +146,5 @@ class MemoTuner(EEIPU):
             taken.add(self._key(config))
             chosen.append((candidate, config))
             picked.append(candidate.row)
+            used.add(candidate.prefix.key)
         return chosen
