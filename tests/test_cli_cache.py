@@ -28,14 +28,14 @@ def test_stats_ls_prune_clear(capsys):
     fill("c")
     assert main(["cache", "stats", "--cache", "c", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["entries"] == 6 and stats["hits"] == 1
+    assert stats["entries"] == 6 and stats["hits"] == 2  # the rerun loaded size: 2 stages
     assert main(["cache", "ls", "--cache", "c", "--stage", "make"]) == 0
     listing = capsys.readouterr().out
     assert listing.count("make") == 3 and '{"n": 20}' in listing
     assert main(["cache", "prune", "--cache", "c", "--max-bytes", "25KB"]) == 0
     assert "evicted" in capsys.readouterr().out
     assert StageCache("c").index.total_bytes() <= 25_000
-    assert main(["cache", "clear", "--cache", "c"]) == 0
+    assert main(["cache", "clear", "--cache", "c", "--yes"]) == 0
     assert StageCache("c").stats().entries == 0
 
 

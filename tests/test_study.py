@@ -220,7 +220,9 @@ def test_resuming_with_another_space_or_tuner_is_refused():
             tracking=False,
             runner="local",
         )
-    with pytest.raises(StudyError, match="search space differs"):
+    with pytest.raises(
+        StudyError, match="search space changed: stage 'quick' parameter 'n' was removed"
+    ):
         tune(
             Pipeline([risky]),
             tuner="random",

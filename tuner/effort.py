@@ -9,11 +9,13 @@ of it as thinking time, every proposal spends its seconds. With that account:
   seconds) happens only when the account can pay for one; in between, the
   models take the new data with the hyperparameters they have, which costs
   milliseconds;
-- **batches**: when even a proposal without a refit costs more than a trial
-  earns, one optimization proposes a batch of trials, enough to bring the
-  share back to the target;
-- **breadth**: when the account holds many proposals' worth, the acquisition
-  is searched harder (more raw samples, more polished starts).
+- **batches**: when even a lean proposal without a refit costs more than a
+  trial earns, one optimization proposes a batch of trials, enough to bring
+  the share back to the target;
+- **breadth**: when the account cannot pay for a usual proposal, the
+  acquisition is searched leanly (fewer raw samples, one polished start, few
+  steps) before resorting to batches; when it holds many proposals' worth,
+  widely.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from dataclasses import dataclass, field
 
 #: Recent trials and proposals that the estimates average over.
 WINDOW = 10
+
+#: Acquisition search breadths (see :meth:`Effort.breadth`).
+LEAN, USUAL, WIDE = "lean", "usual", "wide"
 
 
 @dataclass
@@ -74,9 +79,15 @@ class Effort:
         needed = statistics.median(self.plain_seconds) / max(per_trial, 1e-9)
         return max(1, min(self.max_batch, math.ceil(needed)))
 
-    def thorough(self, charged: bool) -> bool:
-        """The account holds many proposals' worth: search harder (only where the
-        tuner's time is charged, so a benchmark in cost units runs at the default)."""
-        if not charged or not self.refit_seconds:
-            return False
-        return self.balance > 8 * max(self.refit_seconds)
+    def breadth(self, charged: bool) -> str:
+        """How widely to search the acquisition: ``"wide"`` when the account holds many
+        proposals' worth, ``"lean"`` when it cannot pay for a usual one, else
+        ``"usual"`` (always where the tuner's time is free, so a benchmark in cost
+        units runs at the usual breadth)."""
+        if not charged or not self.plain_seconds:
+            return USUAL
+        if self.refit_seconds and self.balance > 8 * max(self.refit_seconds):
+            return WIDE
+        if self.balance < statistics.median(self.plain_seconds):
+            return LEAN
+        return USUAL

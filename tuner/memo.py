@@ -7,19 +7,22 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   keeps them near ``target_share`` of the budget. Most of a proposal's time is
   re-optimizing GP hyperparameters; they are re-optimized (on EEIPU's refit
   schedule) only when the trials run since have paid for it, and otherwise
-  the GPs take the new data with the hyperparameters they have. Only when
-  even a proposal without a refit costs more than a trial earns does one
-  optimization propose a batch of diverse trials. On the real benchmark
-  pipelines, batching from every fit (the first design) ran twice the trials
-  but lost to EEIPU on every seed of one pipeline; one proposal per trial
-  with paid-for refits keeps EEIPU's choices at a fraction of its time.
+  the GPs take the new data with the hyperparameters they have. When the
+  account cannot pay for a usual search of the acquisition, the search is
+  lean (a quarter of the raw samples, one polished start); only when even
+  that costs more than a trial earns does one optimization propose a batch
+  (at most ``max_batch``, one per cached prefix). Batching from every fit
+  (the first design) ran twice EEIPU's trials on the regression pipeline and
+  lost to it on every seed: the batch filled with cheap tweaks of the last
+  stages.
 - **A cost floor.** EI per unit cost wins a trial ten times cheaper by ten
   times, so on a pipeline with cached prefixes it keeps tweaking the cheap
   last stages of a few prefixes; those tweaks are strongly correlated and
-  teach little. No trial counts as cheaper than ``min_cost`` (default half)
-  of a typical full trial. (EEIPU gets a similar floor by accident: its own
-  slow proposals enter every trial's cost; once proposals are fast, without
-  the floor the same acquisition ran 4× the trials for worse test scores.)
+  teach little. Where costs are seconds, no trial counts as cheaper than
+  ``min_cost`` (default half) of a typical full trial. (EEIPU gets a similar
+  floor by accident: its own slow proposals enter every trial's cost; once
+  proposals were fast, the same acquisition without the floor ran 4× the
+  trials for worse test scores.)
 - **Noise.** The GP fits a noise level; the incumbent of expected
   improvement is the best posterior mean at an observed configuration, not
   the luckiest validation draw; a candidate indistinguishable from an
@@ -43,7 +46,7 @@ from .bayes import BO
 from .budget import PHASE, Budget
 from .cached_posterior import CachedPosteriorGP
 from .eeipu import EEIPU
-from .effort import Effort
+from .effort import LEAN, USUAL, WIDE, Effort
 from .optimize import AcquisitionFactory, Candidate
 
 #: Proposals of one batch lie at least this far apart in the unit cube.
@@ -67,20 +70,25 @@ class MemoTuner(EEIPU):
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
         self._batch = 1
+        self._in_seconds = True  # whether the budget is in seconds (the tuner's charged)
 
     def _propose(self, pending: list[Config], budget: Budget) -> Proposal:
         started = time.perf_counter()
-        thorough = self.effort.thorough(budget.charge_tuner)
+        self._in_seconds = budget.charge_tuner
         raw, polish, maxiter = self._base_search
-        self.raw_samples, self.polish, self.maxiter = (
-            (2 * raw, polish + 2, 2 * maxiter) if thorough else (raw, polish, maxiter)
-        )
+        breadth = self.effort.breadth(budget.charge_tuner)
+        self.raw_samples, self.polish, self.maxiter = {
+            LEAN: (raw // 4, 1, maxiter // 3),
+            USUAL: (raw, polish, maxiter),
+            WIDE: (2 * raw, polish + 2, 2 * maxiter),
+        }[breadth]
         self._batch = self.effort.batch_size(budget.charge_tuner)
         proposal = super()._propose(pending, budget)
         if proposal.info.get(PHASE) == BO and not proposal.info.get("queued"):
             self.effort.observe_proposal(time.perf_counter() - started, self._refitted)
             proposal.info["batch"] = 1 + len(self._queue)
             proposal.info["refit"] = self._refitted
+            proposal.info["breadth"] = breadth
         return proposal
 
     def _observe(self, record: TrialRecord) -> None:
@@ -95,7 +103,11 @@ class MemoTuner(EEIPU):
         return max(super()._overhead(), self._floor())
 
     def _floor(self) -> float:
-        """``min_cost`` of the median true cost of a full trial (all stages run)."""
+        """``min_cost`` of the median true cost of a full trial (all stages run), where
+        costs are seconds; none on a budget in other units (a synthetic benchmark's),
+        which models no per-trial overhead."""
+        if not self._in_seconds:
+            return 0.0
         totals = [sum(o.stage_costs) for o in self.observations.items if None not in o.stage_costs]
         return self.min_cost * statistics.median(totals) if totals else 0.0
 
