@@ -14,6 +14,8 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from memotune.tracking.runs import run_page
+
 REPO = Path(__file__).resolve().parents[1]
 PORT = "5091"
 
@@ -41,7 +43,7 @@ def main() -> None:
             client = MlflowClient(tracking_uri=uri)
             experiment = client.get_experiment_by_name("digits").experiment_id
             parent = client.search_runs([experiment], "tags.`memotune.role` = 'study'")[0]
-            sweep = page.split("#")[0] + f"#/experiments/{experiment}/runs/{parent.info.run_id}"
+            sweep = run_page(page.split("/#")[0], experiment, parent.info.run_id)
             for url, name in ((page.strip(), "ui-runs.png"), (sweep, "ui-sweep.png")):
                 subprocess.run(
                     [browser, "--headless", "--no-sandbox", "--disable-gpu"]

@@ -10,6 +10,7 @@ import sys
 import time
 
 from memotune import Float, Pipeline, stage, tune
+from memotune.tracking.runs import run_page
 
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -70,7 +71,7 @@ def test_a_sweep_is_readable_in_the_mlflow_ui(tmp_path):
         assert "memotune study" in runs  # the experiment's description
 
         experiment = page.split("/experiments/")[1].split("/")[0]
-        parent = render(page.split("#")[0] + f"#/experiments/{experiment}/runs/{_parent(uri)}")
+        parent = render(run_page(page.split("/#")[0], experiment, _parent(uri)))
         assert f"Best loss: {result.best_value:.6g}" in parent
         assert "6 trials" in parent and "Budget by stage" in parent
     finally:

@@ -189,6 +189,15 @@ def runs_page(address: str, experiment_id: str) -> str:
     )
 
 
+def run_page(address: str, experiment_id: str, run_id: str) -> str:
+    """The URL of one run (a sweep's parent run: its summary and plots) in the
+    model-training layout."""
+    return (
+        f"{address.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?"
+        "workflowType=machine_learning"
+    )
+
+
 def study_tags(name: str, settings: dict[str, Any], path: str) -> dict[str, str]:
     return {
         STUDY_TAG: name,
