@@ -176,6 +176,7 @@ def runs_view(settings: dict[str, Any]) -> str:
             "selectedColumns": columns,
             "orderByKey": f"metrics.`{objective}`",
             "orderByAsc": settings.get("direction") != "maximize",
+            "runsHiddenMode": "SHOW_ALL",  # the chart view plots every trial, not the first 10
         }
     )
 
