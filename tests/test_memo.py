@@ -1,4 +1,4 @@
-"""memotune's default tuner: effort sized to trial cost, no near-duplicates, noise-aware."""
+"""The memo tuner: effort paid for by trial cost, no near-duplicates, noise-aware."""
 
 import itertools
 import random
