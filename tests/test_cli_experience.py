@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
+from mlflow import MlflowClient
 
 from memotune import Float, Int, Pipeline, run, stage, tune
 from memotune.progress import ProgressPrinter
@@ -120,11 +120,10 @@ def test_sigterm_ends_a_sweep_like_ctrl_c(tmp_path):
     assert "SIGTERM received" not in err and "Traceback" not in err
     shown = json.loads(memotune("show", "stopped", "--json", cwd=tmp_path).stdout)
     assert shown["trials"] >= 1  # finished trials are journaled
-    mlflow.set_tracking_uri(uri)
-    parent = mlflow.search_runs(
-        experiment_names=["stopped"], filter_string="tags.`memotune.role` = 'study'"
-    )
-    assert list(parent["status"]) == ["KILLED"]
+    client = MlflowClient(tracking_uri=uri)  # never mlflow.set_tracking_uri: it is global
+    experiment = client.get_experiment_by_name("stopped").experiment_id
+    parent = client.search_runs([experiment], "tags.`memotune.role` = 'study'")
+    assert [run.info.status for run in parent] == ["KILLED"]
 
 
 def _finished_trials(journal: Path) -> int:

@@ -117,6 +117,7 @@ def test_ui_user_errors_are_one_line_and_a_server_is_pointed_at(tmp_path, capsys
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        (tmp_path / "x.db").touch()
         assert main(["ui", "--port", str(port), "--tracking-uri", "sqlite:///x.db"]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"memotune: error: cannot serve on 127.0.0.1:{port}")
