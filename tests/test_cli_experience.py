@@ -1,6 +1,7 @@
 """What a user sees around a sweep: failures where they look, signals, errors before
 Ray starts, and cache commands that behave like Unix tools (all through the CLI)."""
 
+import fcntl
 import io
 import json
 import os
@@ -157,6 +158,12 @@ def test_errors_in_the_arguments_or_the_journal_come_before_ray_starts(tmp_path)
         out = memotune("tune", "flaky.py", "--trials", "3", "--no-tracking", *extra, cwd=tmp_path)
         assert out.returncode == 2 and message in out.stderr, out.stderr
         assert "Ray" not in out.stderr and time.monotonic() - started < 30
+    lock = tmp_path / ".memotune" / "studies" / "s" / "lock"
+    with lock.open("a+") as held:  # another sweep runs study 's'
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = memotune("tune", "flaky.py", "--trials", "3", "--study", "s", cwd=tmp_path)
+    assert locked.returncode == 2 and "is being run by another process" in locked.stderr
+    assert "Ray" not in locked.stderr
     zero = memotune("tune", "flaky.py", "--trials", "0", "--no-tracking", cwd=tmp_path)
     assert zero.returncode == 2 and "trials must be at least 1, got 0" in zero.stderr
 

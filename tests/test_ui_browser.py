@@ -74,9 +74,18 @@ def test_a_sweep_is_readable_in_the_mlflow_ui(tmp_path):
         parent = render(run_page(page.split("/#")[0], experiment, _parent(uri)))
         assert f"Best loss: {result.best_value:.6g}" in parent
         assert "6 trials" in parent and "Budget by stage" in parent
+        plots = {"plots.html", "parallel_coordinates.png", "parameter_importance.png"}
+        plots |= {"objective_by_trial.png", "stage_cost_by_trial.png", "convergence.png"}
+        assert plots <= _artifacts(uri)
     finally:
         ui.terminate()
         ui.wait(60)
+
+
+def _artifacts(uri: str) -> set[str]:
+    from mlflow import MlflowClient
+
+    return {a.path for a in MlflowClient(tracking_uri=uri).list_artifacts(_parent(uri))}
 
 
 def _parent(uri: str) -> str:
