@@ -11,7 +11,7 @@ from memotune.cache import DEFAULT_ROOT, StageCache
 from memotune.pipelines import Pipeline
 from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
-from memotune.runners import open_runner
+from memotune.runners import CONNECT_TIMEOUT_SECONDS, open_runner
 from memotune.signals import terminate_as_interrupt
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import Budget
@@ -33,6 +33,7 @@ def tune(
     storage: str | os.PathLike = DEFAULT_STORAGE,
     runner: str = "ray",
     address: str | None = None,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     retries: int = 3,
     progress: bool = True,
     tracking: bool = True,
@@ -53,7 +54,9 @@ def tune(
 
     ``runner="ray"`` (the default) runs every stage as a Ray task, ``workers``
     trials at a time; ``address`` (``"auto"``, ``"ray://…"``) joins a running
-    cluster, otherwise an embedded Ray starts and stops with the sweep. A stage
+    cluster (failing in one line if nothing answers there within
+    ``connect_timeout`` seconds), otherwise an embedded Ray starts and stops
+    with the sweep. A stage
     whose worker or node dies is retried ``retries`` times elsewhere.
     ``runner="local"`` runs trials one by one in this process (for debugging).
 
@@ -82,7 +85,14 @@ def tune(
         tuner_options=tuner_options,
     )
     try:
-        with open_runner(runner, pipeline, stage_cache, address=address, retries=retries) as ran:
+        with open_runner(
+            runner,
+            pipeline,
+            stage_cache,
+            address=address,
+            retries=retries,
+            connect_timeout=connect_timeout,
+        ) as ran:
             with terminate_as_interrupt():
                 return opened.run(ran)
     finally:

@@ -10,6 +10,8 @@ from memotune.pipelines import LocalRunner, Pipeline
 from memotune.tuner.study import Runner
 
 RUNNERS = ("ray", "local")
+#: How long joining a Ray cluster may wait for its address to answer (seconds).
+CONNECT_TIMEOUT_SECONDS = 30.0
 
 
 @contextmanager
@@ -20,6 +22,7 @@ def open_runner(
     *,
     address: str | None = None,
     retries: int = 3,
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
 ) -> Iterator[Runner]:
     """The runner a sweep asked for, with Ray joined or started for its length."""
     if kind not in RUNNERS:
@@ -32,7 +35,7 @@ def open_runner(
     from memotune.pipelines.ray_cluster import check_cache_reachable, ray_connection
     from memotune.pipelines.ray_runner import RayRunner
 
-    with ray_connection(address):
+    with ray_connection(address, connect_timeout=connect_timeout):
         if cache is not None:
             check_cache_reachable(cache)
         yield RayRunner(pipeline, cache, max_retries=retries)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +25,19 @@ PROBE_TIMEOUT_SECONDS = 120
 
 
 @contextmanager
-def ray_connection(address: str | None = None, *, num_cpus: int | None = None) -> Iterator[None]:
+def ray_connection(
+    address: str | None = None,
+    *,
+    connect_timeout: float,
+    num_cpus: int | None = None,
+) -> Iterator[None]:
     """Ray for the length of a sweep.
 
     ``address`` (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``; default
-    ``$RAY_ADDRESS``) joins an existing cluster, which stays up afterwards.
+    ``$RAY_ADDRESS``) joins an existing cluster, which stays up afterwards;
+    where nothing answers at it within ``connect_timeout`` seconds (a wrong
+    port, a dead head, a stale "current cluster" file behind ``"auto"``),
+    :class:`ClusterError` says so instead of Ray retrying for minutes.
     Without one, an embedded local Ray starts now and stops with the sweep
     (never some other ``ray start`` cluster that happens to run on the machine).
     A Ray this process started before is used as it is and left running.
@@ -37,6 +46,8 @@ def ray_connection(address: str | None = None, *, num_cpus: int | None = None) -
         yield
         return
     address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address != "local":
+        check_answers(address, connect_timeout)
     options: dict = {"include_dashboard": False} if address == "local" else {}
     options["runtime_env"] = {"env_vars": QUIET_WORKERS}
     if num_cpus is not None and address == "local":
@@ -49,6 +60,32 @@ def ray_connection(address: str | None = None, *, num_cpus: int | None = None) -
         yield
     finally:
         ray.shutdown()
+
+
+def check_answers(address: str, timeout: float) -> None:
+    """Fail in one line if nothing accepts a connection where ``address`` points (for
+    ``"auto"``: the cluster Ray's own lookup finds) within ``timeout`` seconds."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        if address.startswith("ray://"):
+            target = address.removeprefix("ray://").split("/", 1)[0]
+        else:
+            target = canonicalize_bootstrap_address(address)
+    except (ConnectionError, ValueError) as error:
+        raise ClusterError(f"no Ray cluster to join at {address!r}: {error}") from None
+    if target is None:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as error:
+        found = "" if target == address else f" (it points to {target})"
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        raise ClusterError(
+            f"no Ray cluster answers at {address!r}{found} within {timeout:g} s: {reason}; "
+            "is the head node up (`ray status`)? (--connect-timeout sets the wait)"
+        ) from None
 
 
 def check_cache_reachable(cache: StageCache) -> None:

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -267,3 +268,25 @@ def test_plot_writes_the_studys_figures(tmp_path):
     assert page.count("Plotly.newPlot") == 4 and "parcoords" in page
     empty = memotune("plot", "nosuch", cwd=tmp_path)
     assert empty.returncode == 2 and "no study 'nosuch'" in empty.stderr
+
+
+def test_an_address_where_no_cluster_answers_fails_in_one_line(tmp_path):
+    write_flaky(tmp_path)
+    with socket.socket() as probe:  # a port with nothing listening
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dead = f"127.0.0.1:{port}"
+    for extra, env in (
+        (["--address", dead], {}),
+        (["--address", "auto"], {"RAY_ADDRESS": dead}),  # what "auto" finds is dead
+    ):
+        started = time.monotonic()
+        out = memotune(
+            "tune", "flaky.py", "--trials", "2", "--no-tracking", "--connect-timeout", "5",
+            *extra, cwd=tmp_path, env={**os.environ, **env},
+        )  # fmt: skip
+        assert out.returncode == 2, out.stderr
+        assert f"no Ray cluster answers at '{extra[1]}'" in out.stderr
+        assert f":{port}" in out.stderr and "Connection refused" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert time.monotonic() - started < 60

@@ -8,7 +8,7 @@ import json
 from memotune.api import tune
 from memotune.cache import DEFAULT_ROOT
 from memotune.loading import load_pipeline
-from memotune.runners import RUNNERS
+from memotune.runners import CONNECT_TIMEOUT_SECONDS, RUNNERS
 from memotune.tuner.journal import DEFAULT_STORAGE
 from memotune.tuner.registry import DEFAULT_TUNER, TUNERS
 
@@ -67,6 +67,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Ray for the length of the sweep",
     )
     parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT_SECONDS,
+        metavar="SECONDS",
+        help="with --address: fail if nothing answers there within this long "
+        f"(default {CONNECT_TIMEOUT_SECONDS:g})",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
         default=3,
@@ -105,6 +113,7 @@ def _run(args: argparse.Namespace) -> None:
         storage=args.storage,
         runner=args.runner,
         address=args.address,
+        connect_timeout=args.connect_timeout,
         retries=args.retries,
         max_consecutive_failures=args.max_failures,
         tracking=not args.no_tracking,
