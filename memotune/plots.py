@@ -19,7 +19,7 @@ from memotune.report import (
     Point,
     StageCost,
     completed_params,
-    param_value,
+    numeric_column,
     parameter_importance,
     stage_costs,
 )
@@ -291,13 +291,12 @@ def _stage_charges(records: Sequence[TrialRecord]) -> tuple[list[int], dict[str,
 
 
 def _dimension(records: Sequence[TrialRecord], column: str) -> dict[str, Any]:
-    values = [param_value(r, column) for r in records]
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    values, labels = numeric_column(records, column)
+    if labels is None:
         return {"label": column, "values": values}
-    labels = sorted({str(v) for v in values})
     return {
         "label": column,
-        "values": [labels.index(str(v)) for v in values],
+        "values": values,
         "tickvals": list(range(len(labels))),
         "ticktext": labels,
     }
@@ -305,9 +304,9 @@ def _dimension(records: Sequence[TrialRecord], column: str) -> dict[str, Any]:
 
 def _scaled(records: Sequence[TrialRecord], columns: list[str]) -> list[list[float]]:
     """Each setting scaled to [0, 1] over the trials (choices: by their order of values)."""
-    table = [[float(v) for v in _dimension(records, c)["values"]] for c in columns]
     scaled = []
-    for values in table:
+    for column in columns:
+        values = numeric_column(records, column)[0]
         low, high = min(values), max(values)
         scaled.append([0.5 if high == low else (v - low) / (high - low) for v in values])
     return [list(row) for row in zip(*scaled, strict=True)]

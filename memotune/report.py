@@ -238,19 +238,24 @@ def parameter_importance(records: Sequence[TrialRecord], seed: int = 0) -> dict[
         return {}
     from sklearn.ensemble import RandomForestRegressor
 
-    X = [[_as_number(param_value(r, c), c, done) for c in columns] for r in done]
+    X = list(zip(*(numeric_column(done, c)[0] for c in columns), strict=True))
     forest = RandomForestRegressor(n_estimators=64, max_depth=8, random_state=seed)
     forest.fit(X, [r.objective for r in done])
     ranked = sorted(zip(columns, forest.feature_importances_, strict=True), key=lambda p: -p[1])
     return {column: float(value) for column, value in ranked}
 
 
-def _as_number(value: Any, column: str, records: Sequence[TrialRecord]) -> float:
-    """A setting as a number: itself, or a choice's index among the values seen."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    seen = sorted({json.dumps(param_value(r, column), sort_keys=True) for r in records})
-    return float(seen.index(json.dumps(value, sort_keys=True)))
+def numeric_column(
+    records: Sequence[TrialRecord], column: str
+) -> tuple[list[float], list[str] | None]:
+    """A setting over ``records`` as numbers, and for a choice its labels: a choice's
+    value is its label's index among the labels seen, in sorted order."""
+    values = [param_value(r, column) for r in records]
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [float(v) for v in values], None
+    labels = sorted({str(v) for v in values})
+    index = {label: i for i, label in enumerate(labels)}
+    return [float(index[str(v)]) for v in values], labels
 
 
 def summary_markdown(

@@ -68,14 +68,19 @@ class TrialRecord:
         return next((s.stage for s in self.stages if s.error is not None), None)
 
     @property
+    def failure_reason(self) -> str:
+        """What was raised, in one line (without the failed stage's name)."""
+        lines = (self.error or "").strip().splitlines()
+        stage = self.failed_stage
+        message = lines[0] if lines else ""
+        return message if stage is None else message.removeprefix(f"stage {stage!r} failed: ")
+
+    @property
     def failure(self) -> str:
         """Why the trial failed, in one line: where, then what was raised."""
-        first = (self.error or "").strip().splitlines()
-        message = first[0] if first else ""
         stage = self.failed_stage
-        if stage is None:
-            return message
-        return f"in stage '{stage}': {message.removeprefix(f'stage {stage!r} failed: ')}"
+        where = "" if stage is None else f"in stage '{stage}': "
+        return where + self.failure_reason
 
     @property
     def cache_hits(self) -> int:

@@ -109,8 +109,7 @@ def _show_trial(study: StoredStudy, trial_id: int, *, as_json: bool) -> None:
 
 
 def _failure_row(record) -> list:
-    reason = record.failure.removeprefix(f"in stage '{record.failed_stage}': ")
-    return [record.trial_id, record.failed_stage or "", reason]
+    return [record.trial_id, record.failed_stage or "", record.failure_reason]
 
 
 def _best_table(best: list, objective: str) -> str:
