@@ -1,6 +1,7 @@
-"""The stage-output store: signed joblib objects under a root folder, a SQLite
-index of what each cost, eviction under a byte budget, and the query the tuner
-asks ("which prefixes of this pipeline are cached, and at what cost?")."""
+"""The stage-output store: signed joblib objects in a folder or in object storage
+(``s3://``, ``gs://``, ``az://``, ``memory://``), an index of what each cost,
+eviction under a byte budget, and the query the tuner asks ("which prefixes of
+this pipeline are cached, and at what cost?")."""
 
 from .index import EntryInfo
 from .signing import SECRET_ENV, SignatureError
@@ -12,6 +13,7 @@ from .store import (
     Hit,
     PruneReport,
     StageCache,
+    open_cache,
 )
 
 __all__ = [
@@ -25,4 +27,5 @@ __all__ = [
     "PruneReport",
     "SignatureError",
     "StageCache",
+    "open_cache",
 ]

@@ -218,6 +218,25 @@ class Index:
             rows = self._connection().execute("SELECT key FROM pins WHERE owner = ?", (owner,))
         return {row[0] for row in rows}
 
+    def replace_pins(self, pins: list[tuple[str, str]]) -> None:
+        """Make ``(key, owner)`` pairs the whole pin table (a mirror of pins kept elsewhere)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM pins")
+            db.executemany("INSERT OR IGNORE INTO pins (key, owner) VALUES (?, ?)", pins)
+
+    def set_usage(self, key: str, hits: int, last_used: float, load_seconds: float | None) -> None:
+        """Set an entry's use as counted elsewhere (every writer of a shared index)."""
+        with self._transaction() as db:
+            db.execute(
+                """UPDATE entries SET hits = ?, last_used = MAX(last_used, ?),
+                       load_seconds = COALESCE(?, load_seconds)
+                   WHERE key = ?""",
+                (hits, last_used, load_seconds, key),
+            )
+
+    def refresh(self) -> None:
+        """Catch up with writers elsewhere; the local index has none."""
+
     def clear(self) -> int:
         with self._transaction() as db:
             count = db.execute("SELECT COUNT(*) FROM entries").fetchone()[0]

@@ -1,15 +1,16 @@
-"""The stage-output store: keys to signed joblib files, with a SQLite index.
+"""The stage-output store: keys to signed joblib objects, with an index.
 
-Writes go to a temporary file in the object's own folder and are renamed into
-place, so a reader sees a whole object or none, and two processes storing the
-same key both succeed and leave one intact entry (each file carries its own
-checksum and signature, so whichever rename lands last is consistent).
-Reads verify the signature before anything is unpickled; a damaged or
-foreign object is reported, dropped and treated as a miss, so the stage is
-recomputed. Large outputs of this user's own are memory-mapped (numpy arrays
-copy-on-write), so a hit costs about one pass of hashing over the file; a
-file someone else could rewrite after the check is read once and unpickled
-from the verified bytes.
+Objects are written whole to a temporary file, signed, and handed to the
+storage (a local folder or object storage, see :mod:`.storage`), which makes
+them visible whole or not at all; two processes storing the same key both
+succeed and leave one intact entry (each object carries its own checksum and
+signature, so whichever lands last is consistent). Reads verify the
+signature before anything is unpickled; a damaged or foreign object is
+reported, dropped and treated as a miss, so the stage is recomputed. Large
+outputs of this user's own are memory-mapped (numpy arrays copy-on-write),
+so a hit costs about one pass of hashing over the file; a file someone else
+could rewrite after the check is read once and unpickled from the verified
+bytes.
 """
 
 from __future__ import annotations
@@ -17,25 +18,25 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import shutil
-import tempfile
+import secrets
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import joblib
 
-from .index import EntryInfo, Index
+from .index import EntryInfo
 from .signing import SignatureError, load_secret, make_trailer, verify
+from .storage import Storage, holds_cache, stale_cutoff, storage_for, temporary_file
 
 DEFAULT_ROOT = ".memotune/cache"
 #: Objects up to this size are read into memory and unpickled from there.
 SMALL_OBJECT_BYTES = 1 << 20
-#: Temporary files older than this are debris from a crashed writer.
-STALE_TEMPORARY_SECONDS = 3600
 _PROC_FD = Path("/proc/self/fd")
 
 
@@ -97,37 +98,62 @@ class PruneReport:
 
 
 class StageCache:
-    """Stage outputs under ``root``, signed with a secret kept outside it.
+    """Stage outputs at ``location`` (a folder, or an object-storage URL such as
+    ``s3://bucket/prefix``), signed with a secret kept outside it.
 
     ``max_bytes`` bounds the total size: after each store, the entries that are
     cheapest to recompute per byte and least recently used are evicted
-    (GreedyDual-Size), never a pinned one.
+    (GreedyDual-Size), never a pinned one. With object storage each node keeps
+    a copy of what it loaded, bounded by ``local_max_bytes``.
     """
 
     def __init__(
         self,
-        root: str | os.PathLike = DEFAULT_ROOT,
+        location: str | os.PathLike = DEFAULT_ROOT,
         *,
         max_bytes: int | None = None,
         secret: bytes | str | None = None,
+        local_max_bytes: int | None = None,
     ) -> None:
-        self.root = Path(root).expanduser().absolute()
-        self.objects = self.root / "objects"
-        self.objects.mkdir(parents=True, exist_ok=True)
+        self.storage: Storage = storage_for(location, local_max_bytes=local_max_bytes)
+        self.url = self.storage.url
         self.max_bytes = max_bytes
-        self._secret = load_secret(self.root, secret)
-        self.index = Index(self.root / "index.sqlite")
+        self._local_max_bytes = local_max_bytes
+        self._secret = load_secret(self.storage.local, secret)
+        self.index = self.storage.open_index()
 
     def __repr__(self) -> str:
-        return f"StageCache({str(self.root)!r}, max_bytes={self.max_bytes})"
+        return f"StageCache({self.url!r}, max_bytes={self.max_bytes})"
 
     def __reduce__(self):
         # Ray tasks receive the cache by value; the secret travels with it (it is
-        # the same secret every node needs), never into the cache folder.
-        return (_rebuild, (str(self.root), self.max_bytes, self._secret))
+        # the same secret every node needs), never into the cache's storage.
+        return (_rebuild, (self.url, self.max_bytes, self._secret, self._local_max_bytes))
 
-    def path(self, key: str) -> Path:
-        return self.objects / key[:2] / f"{key}.joblib"
+    def scratch(self, key: str) -> Path:
+        """A working folder on this node for the stage run under ``key``."""
+        return self.storage.scratch(key)
+
+    @property
+    def reach(self) -> str:
+        """What every node of a cluster must be able to do with this cache."""
+        return self.storage.reach
+
+    @contextmanager
+    def probe(self) -> Iterator[str]:
+        """A token that :meth:`check_probe` on any node sharing this cache finds, while
+        the block runs."""
+        token = secrets.token_hex(16)
+        self.storage.write_probe(token)
+        try:
+            yield token
+        finally:
+            self.storage.remove_probe(token)
+
+    def check_probe(self, token: str) -> str | None:
+        """``None`` if this node sees the probe ``token`` and can write to the cache, else
+        what went wrong."""
+        return self.storage.check_probe(token)
 
     def __contains__(self, key: str) -> bool:
         return self.index.get(key) is not None
@@ -234,7 +260,7 @@ class StageCache:
     def evict(self, max_bytes: int) -> list[EntryInfo]:
         victims = self.index.pop_eviction_victims(max_bytes)
         for info in victims:
-            self.path(info.key).unlink(missing_ok=True)
+            self.storage.delete(info.key)
         return victims
 
     def prune(self, max_bytes: int | None = None) -> PruneReport:
@@ -243,13 +269,15 @@ class StageCache:
         return PruneReport(
             evicted=evicted,
             freed_bytes=sum(info.size_bytes for info in evicted),
-            debris_files=self._remove_debris(),
+            debris_files=self.storage.remove_debris(self.index.keys(), stale_cutoff()),
         )
 
     def entries(self) -> list[EntryInfo]:
+        self.index.refresh()
         return self.index.all()
 
     def stats(self) -> CacheStats:
+        self.index.refresh()
         entries = self.index.all()
         by_stage: dict[str, dict[str, float]] = defaultdict(
             lambda: {"entries": 0, "bytes": 0, "hits": 0, "saved_seconds": 0.0}
@@ -276,14 +304,11 @@ class StageCache:
     def clear(self) -> int:
         """Remove every entry and pin; return how many entries there were."""
         count = self.index.clear()
-        shutil.rmtree(self.objects, ignore_errors=True)
-        self.objects.mkdir(parents=True, exist_ok=True)
+        self.storage.clear()
         return count
 
     def _write(self, key: str, value: Any) -> tuple[int, str]:
-        folder = self.path(key).parent
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".joblib")
+        fd, temporary = temporary_file(self.storage.staging(key))
         try:
             with os.fdopen(fd, "w+b") as f:
                 joblib.dump(value, f)
@@ -293,15 +318,21 @@ class StageCache:
                     with memoryview(mapped) as payload:
                         trailer, checksum = make_trailer(self._secret, key, payload)
                 f.write(trailer)
-            os.chmod(temporary, 0o444)  # nobody rewrites an entry in place after it is signed
-            os.replace(temporary, self.path(key))
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+            self.storage.publish(key, temporary)
+        finally:
+            temporary.unlink(missing_ok=True)
         return size, checksum
 
     def _load(self, key: str) -> Any:
-        fd = os.open(self.path(key), os.O_RDONLY)
+        try:
+            return self._load_file(self.storage.fetch(key), key)
+        except SignatureError:
+            if not self.storage.discard_copy(key):
+                raise
+            return self._load_file(self.storage.fetch(key), key)  # this node's copy was bad
+
+    def _load_file(self, path: Path, key: str) -> Any:
+        fd = os.open(path, os.O_RDONLY)
         try:
             status = os.fstat(fd)
             size = status.st_size
@@ -321,47 +352,54 @@ class StageCache:
 
     def _drop(self, info: EntryInfo, reason: str) -> None:
         warnings.warn(
-            f"cache entry {info.key[:12]} of stage '{info.stage}' in {self.root}: {reason}; "
+            f"cache entry {info.key[:12]} of stage '{info.stage}' in {self.url}: {reason}; "
             "dropped, the stage will be recomputed",
             CacheWarning,
             stacklevel=3,
         )
         self.index.delete(info.key)
-        self.path(info.key).unlink(missing_ok=True)
-
-    def _remove_debris(self) -> int:
-        """Delete stale temporary files and object files that no index row names."""
-        known = self.index.keys()
-        removed = 0
-        cutoff = time.time() - STALE_TEMPORARY_SECONDS
-        for path in self.objects.glob("*/*.joblib"):
-            name = path.name
-            stale_temporary = name.startswith(".tmp-") and path.stat().st_mtime < cutoff
-            orphan = not name.startswith(".tmp-") and name.removesuffix(".joblib") not in known
-            if stale_temporary or (orphan and path.stat().st_mtime < cutoff):
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        self.storage.delete(info.key)
 
 
-#: This process's open caches, by (root, max_bytes, secret), with their index's inode.
-_OPEN: dict[tuple[str, int | None, bytes], tuple[StageCache, int]] = {}
+#: This process's open caches, by how they were opened, with their index file's inode.
+_OPEN: dict[tuple, tuple[StageCache, int]] = {}
 
 
-def _rebuild(root: str, max_bytes: int | None, secret: bytes) -> StageCache:
+def _rebuild(
+    url: str, max_bytes: int | None, secret: bytes, local_max_bytes: int | None
+) -> StageCache:
     """Unpickle a cache (every Ray task receives one): reuse this process's open handle
     while its index file is still the same file, else open it afresh."""
-    key = (root, max_bytes, secret)
-    try:
-        inode = os.stat(Path(root) / "index.sqlite").st_ino
-    except FileNotFoundError:
-        inode = None
+    key = (url, max_bytes, secret, local_max_bytes)
     known = _OPEN.get(key)
-    if known is not None and known[1] == inode:
+    if known is not None and _inode(known[0].index.path) == known[1]:
         return known[0]
-    cache = StageCache(root, max_bytes=max_bytes, secret=secret)
-    _OPEN[key] = (cache, os.stat(cache.index.path).st_ino)
+    cache = StageCache(url, max_bytes=max_bytes, secret=secret, local_max_bytes=local_max_bytes)
+    _OPEN[key] = (cache, _inode(cache.index.path))
     return cache
+
+
+def open_cache(
+    cache: StageCache | str | os.PathLike | None | bool, *, create: bool = True
+) -> StageCache | None:
+    """A cache from a folder or URL, an existing cache, or ``None``/``False`` for none.
+
+    With ``create=False`` a location that holds no cache yet is an error.
+    """
+    if cache is None or cache is False:
+        return None
+    if isinstance(cache, StageCache):
+        return cache
+    if not create and not holds_cache(cache):
+        raise FileNotFoundError(f"no stage cache at {os.fspath(cache)}")
+    return StageCache(cache)
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def _only_ours(status: os.stat_result) -> bool:

@@ -7,9 +7,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from memotune.cache import DEFAULT_ROOT, StageCache
+from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 from memotune.pipelines import Pipeline
-from memotune.pipelines.execution import open_cache
 from memotune.progress import ProgressPrinter
 from memotune.runners import CONNECT_TIMEOUT_SECONDS, open_runner
 from memotune.signals import terminate_as_interrupt

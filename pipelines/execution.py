@@ -50,24 +50,12 @@ def _user_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, frames))
 
 
-def open_cache(cache: StageCache | str | os.PathLike | None) -> StageCache | None:
-    """A cache from a path, an existing cache, or ``None``/``False`` for no caching."""
-    if cache is None or cache is False:
-        return None
-    if isinstance(cache, StageCache):
-        return cache
-    return StageCache(cache)
-
-
 def workdir_for(cache: StageCache | None, key: str) -> Path:
-    """A scratch folder for one stage key (its checkpoints, its Ray Train storage): inside
-    the cache folder, so every node that reaches the cache reaches it; without a cache,
-    in a temporary folder of the user's own."""
+    """A scratch folder for one stage key (its checkpoints, its Ray Train storage): the
+    cache's own for this node; without a cache, a temporary folder of the user's own."""
     if cache is not None:
-        base = cache.root / "work"
-    else:
-        base = Path(tempfile.gettempdir()) / f"memotune-work-{getpass.getuser()}"
-    path = base / key[:32]
+        return cache.scratch(key)
+    path = Path(tempfile.gettempdir()) / f"memotune-work-{getpass.getuser()}" / key[:32]
     path.mkdir(parents=True, exist_ok=True)
     return path
 

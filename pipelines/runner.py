@@ -6,9 +6,9 @@ import os
 import time
 from typing import Any
 
-from memotune.cache import DEFAULT_ROOT, StageCache
+from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 
-from .execution import StageFailed, chain_link, execute_stage, load_deepest, open_cache
+from .execution import StageFailed, chain_link, execute_stage, load_deepest
 from .pipeline import ObjectiveError, Pipeline, StagePlan
 from .records import COMPLETED, FAILED, StageRecord, TrialRecord
 

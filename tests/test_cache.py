@@ -52,7 +52,7 @@ def test_small_and_large_objects_round_trip(tmp_path):
     assert cache.get("missing") is None
     info = cache.info("small")
     assert info.hits == 1 and info.load_seconds is not None
-    assert stat.S_IMODE(os.stat(cache.path("small")).st_mode) == 0o444
+    assert stat.S_IMODE(os.stat(cache.storage.path("small")).st_mode) == 0o444
 
 
 def test_a_large_entry_others_could_rewrite_is_loaded_from_verified_bytes(tmp_path):
@@ -61,7 +61,7 @@ def test_a_large_entry_others_could_rewrite_is_loaded_from_verified_bytes(tmp_pa
     big = np.arange(3 * 2**20 // 8, dtype=np.float64)
     put(cache, "big", big)
     assert isinstance(cache.get("big").value, np.memmap)  # our own read-only file: mapped
-    os.chmod(cache.path("big"), 0o464)  # group-writable: someone could rewrite it later
+    os.chmod(cache.storage.path("big"), 0o464)  # group-writable: someone could rewrite it later
     loaded = cache.get("big").value
     assert not isinstance(loaded, np.memmap) and np.array_equal(loaded, big)
 
@@ -69,7 +69,7 @@ def test_a_large_entry_others_could_rewrite_is_loaded_from_verified_bytes(tmp_pa
 def test_an_entry_whose_code_is_missing_here_is_a_miss_but_kept(tmp_path):
     cache = StageCache(tmp_path / "c", secret=SECRET_A)
     put(cache, "needs-code", None)
-    path = cache.path("needs-code")
+    path = cache.storage.path("needs-code")
     os.chmod(path, 0o644)
     data = b"cmemotune_no_such_module_0123\nThing\n."  # a pickle of a class not importable
     trailer, _ = make_trailer(SECRET_A.encode(), "needs-code", memoryview(data))
@@ -107,7 +107,7 @@ def test_an_object_signed_with_another_secret_is_never_unpickled(tmp_path):
     with pytest.warns(CacheWarning, match="signature does not verify.*not unpickled"):
         assert reader.get("k") is None
     assert not marker.exists()
-    assert reader.info("k") is None and not reader.path("k").exists()
+    assert reader.info("k") is None and not reader.storage.path("k").exists()
 
     put(writer, "k", LeavesAMark(marker))  # the test can fail: the right secret does unpickle
     writer.get("k")
@@ -142,9 +142,9 @@ def test_a_damaged_object_is_dropped_and_recomputed(tmp_path, how):
     cfg = {"make": {"n": 3}}
     first = run(pipe, cfg, cache=cache)
     make_key = first.stages[0].key
-    cache.path(first.stages[1].key).unlink()  # force a load of make's entry next time
+    cache.storage.path(first.stages[1].key).unlink()  # force a load of make's entry next time
     cache.index.delete(first.stages[1].key)
-    corrupt(cache.path(make_key), how)
+    corrupt(cache.storage.path(make_key), how)
     with pytest.warns(CacheWarning, match="damaged|truncated"):
         second = run(pipe, cfg, cache=cache)
     assert calls == [3, 3]
@@ -164,7 +164,7 @@ def test_eviction_goes_cheapest_per_byte_first_and_spares_pins(tmp_path):
     size = cache.info("dear").size_bytes
     cache.evict(max_bytes=int(2.5 * size))
     assert set(cache.index.keys()) == {"pinned-cheap", "dear", "small-cheap"}
-    assert not cache.path("cheap").exists() and not cache.path("middling").exists()
+    assert not cache.storage.path("cheap").exists() and not cache.storage.path("middling").exists()
     cache.unpin("study-1")
     cache.evict(max_bytes=int(1.5 * size))
     assert set(cache.index.keys()) == {"dear", "small-cheap"}

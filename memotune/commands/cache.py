@@ -6,9 +6,8 @@ import argparse
 import datetime
 import json
 import sys
-from pathlib import Path
 
-from memotune.cache import DEFAULT_ROOT, StageCache
+from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 from memotune.formatting import human_bytes, parse_bytes, table
 from memotune.tuner.journal import pin_owner
 
@@ -34,8 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     common.add_argument(
         "--cache",
         default=DEFAULT_ROOT,
-        metavar="PATH",
-        help=f"cache folder (default {DEFAULT_ROOT})",
+        metavar="PATH|URL",
+        help=f"cache folder or object-storage URL (default {DEFAULT_ROOT})",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -80,10 +79,11 @@ def _size(text: str) -> int:
 
 
 def _open(args: argparse.Namespace) -> StageCache:
-    """The cache at ``--cache``; a folder that does not exist is an error, not a new cache."""
-    if not Path(args.cache).expanduser().is_dir():
-        raise FileNotFoundError(f"no stage cache at {args.cache} (give its folder with --cache)")
-    return StageCache(args.cache)
+    """The cache at ``--cache``; a place that holds none is an error, not a new cache."""
+    try:
+        return open_cache(args.cache, create=False)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} (give its folder or URL with --cache)") from None
 
 
 def _stats(args: argparse.Namespace) -> None:

@@ -80,7 +80,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=3,
         help="times a stage whose worker or node died is retried elsewhere (default 3)",
     )
-    parser.add_argument("--cache", default=DEFAULT_ROOT, help=f"cache folder ({DEFAULT_ROOT})")
+    parser.add_argument(
+        "--cache",
+        default=DEFAULT_ROOT,
+        help=f"cache folder or object-storage URL, e.g. s3://bucket/prefix ({DEFAULT_ROOT})",
+    )
     parser.add_argument("--no-cache", action="store_true", help="run every stage every time")
     parser.add_argument(
         "--storage", default=DEFAULT_STORAGE, help=f"where studies live ({DEFAULT_STORAGE})"
