@@ -4,11 +4,9 @@ node can reach the stage cache."""
 from __future__ import annotations
 
 import os
-import secrets
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -89,23 +87,20 @@ def check_answers(address: str, timeout: float) -> None:
 
 
 def check_cache_reachable(cache: StageCache) -> None:
-    """Fail with a clear message if some alive node cannot read and write ``cache.root``.
+    """Fail with a clear message if some alive node cannot read and write the cache.
 
-    The driver writes a probe file with a random token into the cache root; a
-    zero-CPU task pinned to each node must find that very file and be able to
-    write beside it. Nodes that share the folder (one machine, or a network
-    file system mounted at the same path everywhere) pass.
+    The driver leaves a probe with a random token in the cache; a zero-CPU task
+    pinned to each node must find that very probe and be able to write beside
+    it. Nodes that share a cache folder (one machine, or a network file system
+    mounted at the same path everywhere) or reach the same bucket pass.
     """
-    token = secrets.token_hex(16)
-    probe = cache.root / f".probe-{token}"
-    probe.write_text(token)
-    try:
+    with cache.probe() as token:
         nodes = [node for node in ray.nodes() if node["Alive"]]
         refs = {
             _node_label(node): _probe_cache.options(
                 num_cpus=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
-            ).remote(str(cache.root), probe.name, token)
+            ).remote(cache, token)
             for node in nodes
         }
         problems = []
@@ -114,30 +109,19 @@ def check_cache_reachable(cache: StageCache) -> None:
                 problem = ray.get(ref, timeout=PROBE_TIMEOUT_SECONDS)
             except ray.exceptions.GetTimeoutError:
                 problem = f"no answer within {PROBE_TIMEOUT_SECONDS}s"
+            except ray.exceptions.RayTaskError as error:  # the cache did not even open there
+                cause = error.cause
+                problem = f"{type(cause).__name__}: {cause}"
             if problem:
                 problems.append(f"node {label}: {problem}")
-    finally:
-        probe.unlink(missing_ok=True)
     if problems:
-        raise ClusterError(
-            f"the cache folder {cache.root} must be reachable at the same path from every Ray "
-            "node (a shared or network file system); " + "; ".join(problems)
-        )
+        raise ClusterError(f"{cache.reach}; " + "; ".join(problems))
 
 
 @ray.remote
-def _probe_cache(root: str, name: str, token: str) -> str | None:
-    """On one node: ``None`` if the cache root holds the driver's probe and is writable."""
-    folder = Path(root)
-    try:
-        if (folder / name).read_text() != token:
-            return f"{folder / name} holds something else: another folder at the same path"
-        scratch = folder / f"{name}-{secrets.token_hex(4)}"
-        scratch.write_text(token)
-        scratch.unlink()
-    except OSError as error:
-        return f"{type(error).__name__}: {error}"
-    return None
+def _probe_cache(cache: StageCache, token: str) -> str | None:
+    """On one node: ``None`` if the cache holds the driver's probe and takes a write."""
+    return cache.check_probe(token)
 
 
 def _node_label(node: dict) -> str:
