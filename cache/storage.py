@@ -38,11 +38,9 @@ class Storage(ABC):
     def open_index(self) -> Index:
         """The index of what is stored (and what it cost)."""
 
+    @abstractmethod
     def staging(self, key: str) -> Path:
         """A folder on this node where ``key``'s object may be written before :meth:`publish`."""
-        folder = self.local / "staging"
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
 
     @abstractmethod
     def publish(self, key: str, temporary: Path) -> None:
