@@ -107,6 +107,7 @@ def hit_records(pipeline: Pipeline, plans: list[StagePlan], hit: Hit) -> list[St
             load_seconds=hit.load_seconds if loaded else 0.0,
             metrics=dict(payload.get("metrics", {})) if loaded else {},
             history=list(payload.get("history", [])) if loaded else [],
+            node=node_name() if loaded else None,
         )
         record.charged = pipeline.charge(record)
         records.append(record)

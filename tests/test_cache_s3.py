@@ -4,6 +4,7 @@ A "node" here is a cache opened with its own local folder
 (``MEMOTUNE_CACHE_LOCAL``): what one node has on disk, the other has not.
 """
 
+import json
 import multiprocessing
 import os
 import shutil
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import warnings
+from pathlib import Path
 
 import fsspec
 import numpy as np
@@ -232,3 +234,32 @@ def test_the_cache_commands_work_on_a_bucket(s3_cache_url, tmp_path, monkeypatch
         timeout=120,
     )
     assert nowhere.returncode != 0 and "no stage cache at s3://" in nowhere.stderr
+
+
+def test_a_prefix_computed_on_one_node_is_a_hit_on_another_with_no_folder_in_common(
+    s3_cache_url, tmp_path
+):
+    script = Path(__file__).with_name("s3_cluster_sweep.py")
+    env = {**os.environ, "MEMOTUNE_CACHE_SECRET": SECRET_A}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "work"), s3_cache_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outcome = json.loads((tmp_path / "work" / "result.json").read_text())
+    node_a, node_b = outcome["nodes"]["node_a"][:8], outcome["nodes"]["node_b"][:8]
+    trials = outcome["trials"]
+    assert [t["status"] for t in trials] == ["completed"] * 5
+    computed = [t["stages"][0] for t in trials if not t["stages"][0]["hit"]]
+    assert len(computed) == len({t["a"] for t in trials}) < len(trials)  # each prefix once
+    assert all(node_a in s["node"] for s in computed)
+    reused = [t for t in trials if t["stages"][0]["hit"]]
+    assert reused and all(node_b in t["stages"][1]["node"] for t in reused)
+    assert all(node_b in t["stages"][0]["node"] for t in reused)  # loaded there, from S3
+    # node A kept copies of what it made; node B fetched its own (A's folder is hidden from B)
+    assert {s["key"] for s in computed} <= {
+        name.removesuffix(".joblib") for name in outcome["a_local"]
+    }
