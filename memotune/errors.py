@@ -1,18 +1,10 @@
 """Errors that mean "the user can fix this", not "memotune broke": the CLI prints
-them as one line, without a traceback. Kept free of heavy imports."""
+them as one line, without a traceback. Each lives with its owner (the cluster
+code, the study); they are gathered here for the CLI, without importing Ray."""
 
 from __future__ import annotations
 
-from typing import Any
+from memotune.pipelines.ray_join import ClusterError
+from memotune.tuner.study import TooManyFailures
 
-
-class ClusterError(RuntimeError):
-    """The cluster cannot run the sweep as asked (e.g. a node cannot reach the cache)."""
-
-
-class TooManyFailures(RuntimeError):
-    """The study stopped after too many consecutive failed trials; ``result`` has them all."""
-
-    def __init__(self, message: str, result: Any) -> None:
-        super().__init__(message)
-        self.result = result
+__all__ = ["ClusterError", "TooManyFailures"]

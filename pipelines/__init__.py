@@ -4,7 +4,7 @@ and the runners that execute a configuration through the stage cache."""
 from .keys import canonical_json, stage_key
 from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
 from .records import COMPLETED, FAILED, StageRecord, TrialRecord, best_trial, improves
-from .runner import LocalRunner, TrialFailed, run, run_trial
+from .runner import LocalRunner, Runner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
 from .stage import (
     Output,
@@ -29,6 +29,7 @@ __all__ = [
     "Output",
     "Param",
     "Pipeline",
+    "Runner",
     "SpaceError",
     "Stage",
     "StageContext",

@@ -4,7 +4,6 @@ node can reach the stage cache."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -12,7 +11,8 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from memotune.cache import StageCache
-from memotune.errors import ClusterError
+
+from .ray_join import ClusterError, check_answers
 
 #: A failed stage fails the tasks after it with the same error; the driver reports it
 #: once (with the trial), so the workers must not print it again as "unhandled".
@@ -58,32 +58,6 @@ def ray_connection(
         yield
     finally:
         ray.shutdown()
-
-
-def check_answers(address: str, timeout: float) -> None:
-    """Fail in one line if nothing accepts a connection where ``address`` points (for
-    ``"auto"``: the cluster Ray's own lookup finds) within ``timeout`` seconds."""
-    from ray._private.services import canonicalize_bootstrap_address
-
-    try:
-        if address.startswith("ray://"):
-            target = address.removeprefix("ray://").split("/", 1)[0]
-        else:
-            target = canonicalize_bootstrap_address(address)
-    except (ConnectionError, ValueError) as error:
-        raise ClusterError(f"no Ray cluster to join at {address!r}: {error}") from None
-    if target is None:
-        return
-    host, _, port = target.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except (OSError, ValueError) as error:
-        found = "" if target == address else f" (it points to {target})"
-        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-        raise ClusterError(
-            f"no Ray cluster answers at {address!r}{found} within {timeout:g} s: {reason}; "
-            "is the head node up (`ray status`)? (--connect-timeout sets the wait)"
-        ) from None
 
 
 def check_cache_reachable(cache: StageCache) -> None:

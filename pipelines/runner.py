@@ -1,10 +1,11 @@
-"""The in-process runner: one configuration, one process, through the cache."""
+"""Runners: the protocol the study loop drives, and the in-process runner (one
+configuration, one process, through the cache)."""
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 
@@ -114,12 +115,18 @@ def failed_trial(
     )
 
 
-class LocalRunner:
-    """Runs trials one at a time in this process (``--runner local``; for debugging).
+class Runner(Protocol):
+    """What the study loop drives: ``submit`` trials, ``wait`` for finished ones
+    (at least one while any runs), ``close`` to cancel the rest."""
 
-    The study loop talks to every runner the same way: ``submit`` trials,
-    then ``wait`` for finished ones.
-    """
+    def submit(self, trial_id: int, config: dict) -> None: ...
+    def running(self) -> int: ...
+    def wait(self) -> list[TrialRecord]: ...
+    def close(self) -> None: ...
+
+
+class LocalRunner:
+    """Runs trials one at a time in this process (``--runner local``; for debugging)."""
 
     def __init__(self, pipeline: Pipeline, cache: StageCache | None) -> None:
         self.pipeline = pipeline

@@ -19,11 +19,17 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from memotune.cache import StageCache
-from memotune.errors import TooManyFailures
-from memotune.pipelines import LocalRunner, Pipeline, TrialRecord, best_trial, canonical_json
+from memotune.pipelines import (
+    LocalRunner,
+    Pipeline,
+    Runner,
+    TrialRecord,
+    best_trial,
+    canonical_json,
+)
 
 from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
@@ -31,15 +37,16 @@ from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
 from .registry import DEFAULT_TUNER, TunerSpec, tuner_class, tuner_spec
 
 
-class Runner(Protocol):
-    def submit(self, trial_id: int, config: dict) -> None: ...
-    def running(self) -> int: ...
-    def wait(self) -> list[TrialRecord]: ...
-    def close(self) -> None: ...
-
-
 class StudyError(ValueError):
     """A study that cannot be opened as asked (e.g. resumed with another search space)."""
+
+
+class TooManyFailures(RuntimeError):
+    """The study stopped after too many consecutive failed trials; ``result`` has them all."""
+
+    def __init__(self, message: str, result: StudyResult) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 @dataclass
