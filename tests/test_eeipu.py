@@ -6,7 +6,7 @@ import torch
 from memotune import Float, Output, Pipeline, StageCache, run, stage
 from memotune.stages.synthetic import stage_cost, synthetic_pipeline
 from memotune.tuner.budget import COST, TRIALS, Budget
-from memotune.tuner.eeipu import EEIPU
+from memotune.tuner.eeipu import EEIPU, pin_owner
 from memotune.tuner.study import Study
 
 
@@ -28,7 +28,7 @@ XS = [0.1, 0.2, 0.30000000000000004]
 def informed_eeipu():
     pipe = Pipeline([expensive, cheap], cost_unit="units", hit_cost=0.1)
     cache = StageCache("cache")
-    tuner = EEIPU(pipe, seed=0, cache=cache, n_init=6, owner="test")
+    tuner = EEIPU(pipe, seed=0, cache=cache, n_init=6, study="test")
     for x in XS:
         for y in (0.2, 0.8):
             tuner.tell(run(pipe, {"expensive": {"x": x}, "cheap": {"y": y}}, cache=cache))
@@ -80,7 +80,7 @@ def test_running_trials_count_as_about_to_be_cached(informed_eeipu):
 def test_the_best_prefixes_are_pinned_against_eviction(informed_eeipu):
     tuner, cache = informed_eeipu
     best = max(tuner.observations.items, key=lambda o: o.value)
-    assert best.keys[0] in cache.index.pinned("test")
+    assert best.keys[0] in cache.index.pinned(pin_owner("test"))
     cache.evict(0)
     assert cache.info(best.keys[0]) is not None
 

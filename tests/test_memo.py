@@ -100,7 +100,7 @@ def test_no_proposal_repeats_an_observed_configuration_within_the_noise(tmp_path
 def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
     pipe = two_stage(1.0, noise=0.05)
     cache = StageCache(tmp_path / "cache")
-    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, owner="test")
+    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
     for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6), (0.6, 0.35)]:
         tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
     budget = Budget(COST, 100.0)
@@ -124,7 +124,7 @@ def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
 def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_draw(tmp_path, noise):
     pipe = two_stage(1.0, noise=noise)
     cache = StageCache(tmp_path / "cache")
-    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, owner="test")
+    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
     for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6), (0.5, 0.5), (0.2, 0.4)]:
         tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
     proposal = tuner.ask([], Budget(COST, 100.0))

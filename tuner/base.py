@@ -29,6 +29,7 @@ class Tuner(ABC):
     ``pending`` holds the configurations of trials still running, so that
     parallel proposals differ. A tuner's state must follow from the trials it
     was told, in order: a resumed study rebuilds it by telling them again.
+    ``study`` names the study it proposes for (EEIPU pins cache entries for it).
     """
 
     name = "tuner"
@@ -39,12 +40,12 @@ class Tuner(ABC):
         *,
         seed: int = 0,
         cache: StageCache | None = None,
-        owner: str = "memotune",
+        study: str = "memotune",
     ) -> None:
         self.pipeline = pipeline
         self.seed = seed
         self.cache = cache
-        self.owner = owner
+        self.study = study
         self.told = 0
         self.asked = 0
 

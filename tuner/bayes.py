@@ -51,14 +51,14 @@ class GPTuner(Tuner):
         *,
         seed: int = 0,
         cache=None,
-        owner: str = "memotune",
+        study: str = "memotune",
         n_init: int = 10,
         raw_samples: int = 256,
         polish: int = 3,
         maxiter: int = 30,
         cost_samples: int = 256,
     ) -> None:
-        super().__init__(pipeline, seed=seed, cache=cache, owner=owner)
+        super().__init__(pipeline, seed=seed, cache=cache, study=study)
         self.encoder = SpaceEncoder(pipeline)
         if self.encoder.dim == 0:
             raise ValueError(f"pipeline '{pipeline.name}' has no hyperparameters to tune")

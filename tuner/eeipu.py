@@ -26,6 +26,12 @@ from .bayes import GPTuner
 from .optimize import Prefix
 
 
+def pin_owner(study: str) -> str:
+    """Whose pins EEIPU's are: the study it proposes for (``memotune cache unpin --study``
+    releases them)."""
+    return f"study:{study}"
+
+
 class EEIPU(GPTuner):
     name = "eeipu"
     cost_model = "stages"
@@ -80,8 +86,9 @@ class EEIPU(GPTuner):
         keys = {key for o in best for key in o.keys[:-1]}
         if keys == self._pinned:
             return
-        self.cache.pin(sorted(keys - self._pinned), owner=self.owner)
-        self.cache.unpin(self.owner, sorted(self._pinned - keys))
+        owner = pin_owner(self.study)
+        self.cache.pin(sorted(keys - self._pinned), owner=owner)
+        self.cache.unpin(owner, sorted(self._pinned - keys))
         self._pinned = keys
 
     def _reuse_cost(self, depth: int, load_seconds: float | None, size_bytes: int) -> float:

@@ -22,11 +22,6 @@ RUNNING = "running"
 DEFAULT_STORAGE = ".memotune/studies"
 
 
-def pin_owner(study: str) -> str:
-    """The owner name under which a study pins cache entries."""
-    return f"study:{study}"
-
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS trials (

@@ -33,7 +33,7 @@ from memotune.pipelines import (
 
 from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
-from .journal import DEFAULT_STORAGE, RUNNING, Journal, pin_owner
+from .journal import DEFAULT_STORAGE, RUNNING, Journal
 from .registry import DEFAULT_TUNER, TunerSpec, tuner_class, tuner_spec
 
 
@@ -139,7 +139,7 @@ class Study:
                 pipeline,
                 seed=self.seed,
                 cache=cache,
-                owner=pin_owner(name),
+                study=name,
                 **settings["tuner_options"],
             )
             self.journal.save_settings(settings)  # only once the tuner could be built

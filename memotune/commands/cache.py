@@ -9,7 +9,6 @@ import sys
 
 from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 from memotune.formatting import human_bytes, parse_bytes, table
-from memotune.tuner.journal import pin_owner
 
 EXAMPLES = """examples:
   memotune cache stats
@@ -157,6 +156,8 @@ def _prune(args: argparse.Namespace) -> None:
 
 
 def _unpin(args: argparse.Namespace) -> None:
+    from memotune.tuner.eeipu import pin_owner  # EEIPU pins; loading it loads torch
+
     count = _open(args).unpin(None if args.all else pin_owner(args.study))
     if not count and not args.all:
         raise ValueError(f"study '{args.study}' holds no pins in {args.cache}")
