@@ -8,7 +8,8 @@ The bucket holds, under the cache's prefix:
   after its object, so a record never names an object that was not there;
 - ``index/pins/<owner>/<key>``: empty objects, one per pin;
 - ``index/hits/<key>/<writer>.json``: each process's own count of hits on an
-  entry, so no two writers ever rewrite the same record.
+  entry, so no two writers ever rewrite the same record (published every few
+  seconds, not per hit).
 
 Each node keeps the cache's index as a SQLite mirror of those records, in its
 own folder (rebuilt from the bucket when lost), and a bounded read-through copy
@@ -19,6 +20,7 @@ Endpoint and credentials come from where the provider's own tools look
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -38,6 +40,8 @@ from .storage import LocalStorage, Storage, temporary_file
 #: What a node keeps of the objects it loaded, unless told otherwise.
 DEFAULT_LOCAL_BYTES = 10 * 2**30
 LOCAL_ENV = "MEMOTUNE_CACHE_LOCAL"
+#: A process publishes its hit counts at most this often (and when it exits).
+PUBLISH_HITS_SECONDS = 5.0
 #: The object that marks a prefix as a stage cache.
 MARKER = "memotune-cache"
 #: The mirror re-reads the bucket's records at most this often for the tuner's queries.
@@ -184,7 +188,10 @@ class SharedIndex(Index):
         self.fs, self.base = fs, base
         self.writer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
         self._own_hits: dict[str, int] = defaultdict(int)
+        self._unpublished: dict[str, dict] = {}
+        self._published_at = float("-inf")
         self._synced_at = float("-inf")
+        atexit.register(self._publish_at_exit)
 
     def _record(self, key: str) -> str:
         return f"{self.base}/entries/{key}.json"
@@ -210,8 +217,25 @@ class SharedIndex(Index):
     def record_hit(self, key: str, load_seconds: float) -> None:
         super().record_hit(key, load_seconds)
         self._own_hits[key] += 1
-        usage = {"hits": self._own_hits[key], "last_used": time.time(), "load": load_seconds}
-        self.fs.pipe_file(f"{self.base}/hits/{key}/{self.writer}.json", json.dumps(usage).encode())
+        self._unpublished[key] = {
+            "hits": self._own_hits[key],
+            "last_used": time.time(),
+            "load": load_seconds,
+        }
+        if time.monotonic() - self._published_at >= PUBLISH_HITS_SECONDS:
+            self.publish_hits()
+
+    def publish_hits(self) -> None:
+        """Write this process's hit counts that the bucket does not have yet (a hit is not
+        held up by a request each; they go out at most every few seconds and at exit)."""
+        records = {
+            f"{self.base}/hits/{key}/{self.writer}.json": json.dumps(usage).encode()
+            for key, usage in self._unpublished.items()
+        }
+        self._unpublished = {}
+        self._published_at = time.monotonic()
+        if records:
+            self.fs.pipe(records)
 
     def delete(self, key: str) -> None:
         self._forget([key])
@@ -263,6 +287,12 @@ class SharedIndex(Index):
         self.sync(force=True)
         return super().clear()
 
+    def _publish_at_exit(self) -> None:
+        try:
+            self.publish_hits()
+        except Exception:  # noqa: BLE001 - hit counts are statistics; the bucket may be gone
+            pass
+
     def sync(self, *, force: bool = False) -> None:
         """Bring the mirror up to the bucket's entries and pins."""
         now = time.monotonic()
@@ -287,6 +317,7 @@ class SharedIndex(Index):
 
     def refresh(self) -> None:
         """Sync, and count every writer's hits on every entry."""
+        self.publish_hits()
         self.sync(force=True)
         paths = _find(self.fs, f"{self.base}/hits")
         usage: dict[str, dict[str, float]] = {}
