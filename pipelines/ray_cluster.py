@@ -3,6 +3,7 @@ node can reach the stage cache."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +13,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from memotune.cache import StageCache
 
-from .ray_join import ClusterError, check_answers
+from .ray_join import ClusterError, check_answers, check_token
 
 #: A failed stage fails the tasks after it with the same error; the driver reports it
 #: once (with the trial), so the workers must not print it again as "unhandled".
@@ -34,8 +35,9 @@ def ray_connection(
     ``address`` (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``; default
     ``$RAY_ADDRESS``) joins an existing cluster, which stays up afterwards;
     where nothing answers at it within ``connect_timeout`` seconds (a wrong
-    port, a dead head, a stale "current cluster" file behind ``"auto"``),
-    :class:`ClusterError` says so instead of Ray retrying for minutes.
+    port, a dead head, a stale "current cluster" file behind ``"auto"``), or
+    it requires a token this process lacks, :class:`ClusterError` says so
+    instead of Ray retrying for minutes.
     Without one, an embedded local Ray starts now and stops with the sweep
     (never some other ``ray start`` cluster that happens to run on the machine).
     A Ray this process started before is used as it is and left running.
@@ -45,19 +47,41 @@ def ray_connection(
         return
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address != "local":
-        check_answers(address, connect_timeout)
+        head = check_answers(address, connect_timeout)
+        if head is not None and not address.startswith("ray://"):
+            check_token(address, head)
     options: dict = {"include_dashboard": False} if address == "local" else {}
     options["runtime_env"] = {"env_vars": QUIET_WORKERS}
     if num_cpus is not None and address == "local":
         options["num_cpus"] = num_cpus
     try:
-        ray.init(address=address, log_to_driver=True, **options)
+        with _quiet_auth_notice(address == "local"):
+            ray.init(address=address, log_to_driver=True, **options)
     except ConnectionError as error:
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {error}") from None
     try:
         yield
     finally:
         ray.shutdown()
+
+
+@contextmanager
+def _quiet_auth_notice(quiet: bool) -> Iterator[None]:
+    """Ray turns token authentication on for a cluster it starts and warns that it did,
+    on every start; for the embedded Ray, which lives as long as the sweep, memotune
+    keeps that one warning off the terminal. (Setting ``RAY_AUTH_MODE=token`` instead
+    works only before Ray has read its configuration, at import.)"""
+
+    def not_the_notice(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
+
+    logger = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    if quiet:
+        logger.addFilter(not_the_notice)
+    try:
+        yield
+    finally:
+        logger.removeFilter(not_the_notice)
 
 
 def check_cache_reachable(cache: StageCache) -> None:

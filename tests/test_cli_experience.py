@@ -6,11 +6,16 @@ import io
 import json
 import os
 import re
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from mlflow import MlflowClient
@@ -84,6 +89,7 @@ def test_a_failing_stage_is_one_line_per_trial_and_show_has_the_users_traceback(
         assert "in stage 'train': ValueError: scale" in line
         assert "(memotune show flaky --trial " in line
     assert "Unhandled error" not in out.stderr and "ray_runner.py" not in out.stderr
+    assert "Token authentication" not in out.stderr  # Ray's notice on every embedded start
 
     shown = memotune("show", "flaky", "--json", cwd=tmp_path)
     failures = json.loads(shown.stdout)["failures"]
@@ -290,3 +296,69 @@ def test_an_address_where_no_cluster_answers_fails_in_one_line(tmp_path):
         assert f":{port}" in out.stderr and "Connection refused" in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert time.monotonic() - started < 60
+
+
+ONE_STAGE = """
+from memotune import Float, Pipeline, stage
+
+
+@stage(space={"x": Float(0.0, 1.0)})
+def square(inputs, x):
+    return {"loss": (x - 0.3) ** 2}
+
+
+pipeline = Pipeline([square], objective="loss", direction="minimize", name="one")
+"""
+
+
+@contextmanager
+def ray_head(env: dict[str, str]) -> Iterator[str]:
+    """A one-node `ray start --head` cluster on loopback, with its own port and temp
+    folder; only its own processes are stopped afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    temp = tempfile.mkdtemp(prefix="mt-ray-", dir="/tmp")  # short: Ray's socket paths
+    head = subprocess.Popen(
+        [Path(sys.executable).with_name("ray"), "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=1",
+         "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not _listens(port):
+            assert head.poll() is None and time.monotonic() < deadline, "no Ray head came up"
+            time.sleep(0.5)
+        yield f"127.0.0.1:{port}"
+    finally:
+        head.send_signal(signal.SIGTERM)  # `ray start --block` stops its node's processes
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _listens(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_cluster_that_requires_a_token_says_so_and_lets_the_token_in(tmp_path):
+    (tmp_path / "one.py").write_text(ONE_STAGE)
+    home = tmp_path / "home"  # no ~/.ray/auth_token here, none of the user's RAY_ settings
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")} | {"HOME": str(home)}
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    with ray_head(env | token) as address:
+        tune = ["tune", "one.py", "--trials", "1", "--no-tracking", "--address", address]
+        for settings, fix in (
+            ({}, "set RAY_AUTH_MODE=token and give this process the cluster's token"),
+            (token | {"RAY_AUTH_TOKEN": "another"}, "refused this process: give this process"),
+        ):
+            out = memotune(*tune, cwd=tmp_path, env=env | settings)
+            assert out.returncode == 2, out.stderr
+            error = f"memotune: error: the Ray cluster at '{address}' requires token authentication"
+            assert error in out.stderr and fix in out.stderr and "RAY_AUTH_TOKEN" in out.stderr
+            assert out.stderr.count("InvalidAuthToken") <= 1, out.stderr  # Ray retried 20 times
+        joined = memotune(*tune, cwd=tmp_path, env=env | token)
+        assert joined.returncode == 0, joined.stderr
+        assert "best loss = " in joined.stdout
