@@ -14,6 +14,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from memotune.cache import StageCache
 
 from .ray_join import ClusterError, check_answers, check_token
+from .ray_losses import notices_log, ray_notices_to
 
 #: A failed stage fails the tasks after it with the same error; the driver reports it
 #: once (with the trial), so the workers must not print it again as "unhandled".
@@ -41,6 +42,8 @@ def ray_connection(
     Without one, an embedded local Ray starts now and stops with the sweep
     (never some other ``ray start`` cluster that happens to run on the machine).
     A Ray this process started before is used as it is and left running.
+    While the sweep runs, Ray's notices about lost nodes and retried tasks go to
+    a log file in Ray's session folder (see :mod:`.ray_losses`).
     """
     if ray.is_initialized():
         yield
@@ -59,10 +62,11 @@ def ray_connection(
             ray.init(address=address, log_to_driver=True, **options)
     except ConnectionError as error:
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {error}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+    with ray_notices_to(notices_log()):
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 @contextmanager

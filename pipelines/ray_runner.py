@@ -29,12 +29,21 @@ from memotune.cache import StageCache
 
 from .execution import StageFailed, chain_link, execute_stage, load_deepest, load_own
 from .pipeline import Pipeline, StagePlan
+from .ray_losses import WATCH_SECONDS, LossWatch, started
 from .records import StageRecord, TrialRecord
 from .runner import failed_trial, finish_trial
 from .shipping import UserCode
 
 
-def _stage_task(
+def _stage_task(attempts: str, *args: Any) -> tuple[Any, list[StageRecord]]:
+    """A stage task: :func:`_run_stages`, once it has told the sweep's ``attempts``
+    where it runs (so the driver can say what a lost node or worker was running)."""
+    context = ray.get_runtime_context()
+    started(attempts, context.get_task_name(), context.get_node_id())
+    return _run_stages(*args)
+
+
+def _run_stages(
     code: UserCode,
     pipeline_ref: list[ray.ObjectRef],
     config: dict[str, dict[str, Any]],
@@ -132,6 +141,7 @@ class RayRunner:
         self._remote = ray.remote(_stage_task)
         self._trials: dict[int, _Trial] = {}
         self._flights: dict[str, _Flight] = {}
+        self._losses = LossWatch()
 
     def submit(self, trial_id: int, config: dict[str, dict[str, Any]]) -> None:
         plans = self.pipeline.plan(config)
@@ -155,7 +165,10 @@ class RayRunner:
         waiting: dict[ray.ObjectRef, list[_Trial]] = {}
         for trial in self._trials.values():  # two trials may wait on one shared task
             waiting.setdefault(trial.tasks[-1].records, []).append(trial)
-        ready, rest = ray.wait(list(waiting), num_returns=1)
+        ready: list[ray.ObjectRef] = []
+        while not ready:
+            ready, rest = ray.wait(list(waiting), num_returns=1, timeout=WATCH_SECONDS)
+            self._losses.look()
         if rest:
             ready += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         finished = []
@@ -163,6 +176,7 @@ class RayRunner:
             for trial in waiting[ref]:
                 finished.append(self._collect(trial))
                 del self._trials[trial.id]
+                self._losses.finished(trial.id)
                 self._land(trial.id)
         return finished
 
@@ -174,6 +188,7 @@ class RayRunner:
                     ray.cancel(task.records, force=False)
         self._trials.clear()
         self._flights.clear()
+        self._losses.close()
 
     def _starting_point(self, plans: list[StagePlan], trial: _Trial) -> tuple[int, Any]:
         """Where the trial starts: after the deepest stage that is cached (its first task
@@ -203,6 +218,7 @@ class RayRunner:
             retry_exceptions=False,
             name=f"memotune:{trial.id}:{plans[min(index, len(plans) - 1)].stage.name}",
         ).remote(
+            self._losses.name,
             self._code,
             [self._pipeline_ref],
             trial.config,

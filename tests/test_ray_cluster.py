@@ -2,6 +2,7 @@
 machine. Each scenario runs in a process of its own: tests/cluster_sweeps.py."""
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -18,7 +19,9 @@ def run_scenario(name: str, workdir: Path) -> dict:
         timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads((workdir / "result.json").read_text())
+    outcome = json.loads((workdir / "result.json").read_text())
+    outcome["driver_output"] = done.stdout + done.stderr  # what the user would see
+    return outcome
 
 
 def journal(path: str) -> list[tuple[int, str]]:
@@ -53,6 +56,9 @@ def test_a_killed_worker_process_mid_stage_is_retried_and_no_trial_is_lost(tmp_p
         if e["stage"] == "train" and (e["a"], e["b"]) == (killed["a"], killed["b"])
     ]
     assert len(reruns) == 2 and killed["pid"] in {e["pid"] for e in reruns}
+    output = outcome["driver_output"]
+    assert re.search(r"^trial \d+: stage 'train' retried on node ", output, re.M), output
+    assert "A worker died" not in output and "retries remaining" not in output
 
 
 def test_removing_a_node_mid_sweep_leaves_the_sweep_to_finish(tmp_path):
@@ -61,6 +67,17 @@ def test_removing_a_node_mid_sweep_leaves_the_sweep_to_finish(tmp_path):
     assert outcome["removed"]["node"] == outcome["worker_node"]
     after = [e for e in _events(tmp_path) if e["time"] > outcome["removed"]["time"] + 1.0]
     assert after and all(e["node"] != outcome["worker_node"] for e in after)
+    output = outcome["driver_output"]  # one line per lost node and retried stage, no dump
+    lost = rf"^node \S+ \S+ \({outcome['worker_node'][:8]}\) lost; 1 running stage retried$"
+    assert re.search(lost, output, re.M), output
+    assert re.search(r"^trial \d+: stage 'train' retried on node ", output, re.M), output
+    for ray_says in ("Raylet is terminated", "[state-dump]", "retries remaining"):
+        assert ray_says not in output, output
+    notices = re.search(r"^Ray's own report of lost nodes and retried tasks: (\S+)$", output, re.M)
+    assert notices, output
+    kept = Path(notices[1]).read_text()  # Ray's account, whole, for whoever wants it
+    assert "Raylet is terminated" in kept and "[state-dump]" in kept
+    assert "retries remaining" in kept
 
 
 def test_a_node_that_cannot_reach_the_cache_is_named_clearly(tmp_path):
