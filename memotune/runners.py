@@ -6,8 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from memotune.cache import StageCache
-from memotune.pipelines import LocalRunner, Pipeline
-from memotune.tuner.study import Runner
+from memotune.pipelines import LocalRunner, Pipeline, Runner
 
 RUNNERS = ("ray", "local")
 #: How long joining a Ray cluster may wait for its address to answer (seconds).
