@@ -87,6 +87,20 @@ def test_a_proposal_costs_less_per_trial_when_trials_are_cheap(tmp_path):
     assert per_trial(cheap) < per_trial(dear)
 
 
+def test_hyperparameters_are_refitted_as_data_grows_even_when_no_refit_is_paid_for(tmp_path):
+    """Trials that cost next to nothing never pay for a refit; the GP is still refitted
+    each time the data has grown by half, not left with the warm-up's hyperparameters."""
+    result = study(tmp_path, two_stage(0.001), budget=15.0)
+    sizes = [
+        r.trial_id
+        for r in result.trials
+        if r.info.get("phase") == "bo" and r.info.get("refit") and not r.info.get("queued")
+    ]
+    assert len(result.trials) >= 40
+    assert len(sizes) >= 3, sizes
+    assert all(later >= 1.4 * earlier for earlier, later in itertools.pairwise(sizes)), sizes
+
+
 def test_no_proposal_repeats_an_observed_configuration_within_the_noise(tmp_path):
     pipe = two_stage(1.0, noise=0.05)
     result = study(tmp_path, pipe, budget=60.0)

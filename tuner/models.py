@@ -65,6 +65,11 @@ class GPFitter:
             self._fitted_at = n
         return model.eval()
 
+    @property
+    def fitted_at(self) -> int:
+        """How many points the hyperparameters were last optimized on (0: never)."""
+        return self._fitted_at
+
     def build(self, X: torch.Tensor, Y: torch.Tensor) -> SingleTaskGP:
         """A model on ``(X, Y)`` with the last fitted hyperparameters (no fitting)."""
         covar = None
