@@ -33,6 +33,8 @@ TOLD = re.compile(
 
 #: How often (seconds) the driver looks for lost nodes and retried stages.
 WATCH_SECONDS = 1.0
+#: How long the end of a sweep waits for the last news of retried stages.
+FINAL_ANSWER_SECONDS = 5.0
 
 
 def notices_log() -> Path:
@@ -145,13 +147,17 @@ class LossWatch:
             return
         self._when = time.monotonic()
         if self._news is None:
-            self._news = self._actor.news.remote(self._finished)
-            self._finished = []
-            return
-        if not ray.wait([self._news], timeout=0)[0]:
-            return
+            self._ask()
+        elif ray.wait([self._news], timeout=0)[0]:
+            self._read()
+
+    def _ask(self) -> None:
+        self._news = self._actor.news.remote(self._finished)
+        self._finished = []
+
+    def _read(self, timeout: float | None = None) -> None:
         try:
-            running, again = ray.get(self._news)
+            running, again = ray.get(self._news, timeout=timeout)
         except RayError:  # no news this time (never a reason to stop the sweep)
             return
         finally:
@@ -175,6 +181,12 @@ class LossWatch:
             log.warning("%s retried on node %s", _stage(task), _label(nodes, now))
 
     def close(self) -> None:
+        """Tell what the last looks had not read yet (a sweep may end between a stage's
+        retry and the next look), then stop watching."""
+        for _ in range(2):  # the answer on its way, then one to a question asked now
+            if self._news is None:
+                self._ask()
+            self._read(timeout=FINAL_ANSWER_SECONDS)
         ray.kill(self._actor)
 
 
