@@ -60,7 +60,10 @@ def local_folder(url: str) -> Path:
 def _open_fs(url: str):
     """The file system and base path of ``url``; listings are never cached, since other
     nodes write under the same prefix."""
-    return fsspec.core.url_to_fs(url.rstrip("/"), use_listings_cache=False)
+    try:
+        return fsspec.core.url_to_fs(url.rstrip("/"), use_listings_cache=False)
+    except (ValueError, ImportError) as error:  # an unknown scheme, or its package missing
+        raise ValueError(f"cannot open a stage cache at {url}: {error}") from None
 
 
 def holds_remote_cache(url: str) -> bool:

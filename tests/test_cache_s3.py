@@ -263,3 +263,8 @@ def test_a_prefix_computed_on_one_node_is_a_hit_on_another_with_no_folder_in_com
     assert {s["key"] for s in computed} <= {
         name.removesuffix(".joblib") for name in outcome["a_local"]
     }
+
+
+def test_a_url_no_storage_library_knows_is_named_in_one_error():
+    with pytest.raises(ValueError, match="cannot open a stage cache at foo://bucket/c: .*foo"):
+        StageCache("foo://bucket/c", secret=SECRET_A)
