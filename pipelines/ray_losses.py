@@ -35,6 +35,8 @@ TOLD = re.compile(
 WATCH_SECONDS = 1.0
 #: How long the end of a sweep waits for the last news of retried stages.
 FINAL_ANSWER_SECONDS = 5.0
+#: How long a stage task waits for the sweep to note where it runs.
+TELL_SECONDS = 10.0
 
 
 def notices_log() -> Path:
@@ -104,10 +106,11 @@ class Attempts:
 
 
 def started(attempts: str, task: str, node: str) -> None:
-    """In a stage task: tell the sweep's :class:`Attempts` (by name) where ``task`` runs;
-    if it cannot be told, the stage runs all the same."""
+    """In a stage task: tell the sweep's :class:`Attempts` (by name) where ``task`` runs,
+    and wait until it knows (a worker killed before its message left would look like a
+    first attempt on retry); if it cannot be told, the stage runs all the same."""
     try:
-        _attempts(attempts).start.remote(task, node)
+        ray.get(_attempts(attempts).start.remote(task, node), timeout=TELL_SECONDS)
     except (ValueError, RayError):
         pass
 
