@@ -54,6 +54,19 @@ def test_effort_batches_more_as_trials_get_cheaper():
     assert Effort().batch_size(charged=False) == 1  # uncharged time: one per fit
 
 
+def test_a_refit_the_account_could_not_pay_is_paid_back_by_larger_batches():
+    effort = Effort(target_share=0.05, max_batch=64)
+    for _ in range(5):
+        effort.observe_trial(1.0)
+        effort.observe_proposal(0.02, refitted=False)
+    settled = effort.batch_size(charged=True)
+    effort.observe_proposal(1.0, refitted=True)  # owed: about 1 s
+    assert effort.batch_size(charged=True) > 5 * settled
+    for _ in range(effort.batch_size(charged=True)):
+        effort.observe_trial(1.0)
+    assert effort.balance >= 0 and effort.batch_size(charged=True) == settled
+
+
 def test_refits_wait_until_trials_have_paid_for_them():
     effort = Effort(target_share=0.05)
     assert effort.may_refit(charged=True)  # a refit's cost is not known yet

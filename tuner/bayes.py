@@ -108,7 +108,7 @@ class GPTuner(Tuner):
             condition_on_believed(self.objective_fitter, model, X, Y, pending_rows)
         )
         if self.costs is not None:
-            self.costs.fit(self.observations, may_refit=may_refit)
+            self.costs.fit(self.observations, may_refit=self._may_refit_costs(budget))
             self._refitted |= self.costs.refitted
             self.costs.overhead = self._overhead()
         make_acquisition, info = self._acquisition(model, X, Y, budget)
@@ -143,6 +143,11 @@ class GPTuner(Tuner):
         """Whether this proposal may re-optimize GP hyperparameters that are due on the
         refit schedule (here: always)."""
         return True
+
+    def _may_refit_costs(self, budget: Budget) -> bool:
+        """Whether this proposal may re-optimize the cost GPs' hyperparameters that are
+        due on their refit schedule (here: as for the objective's)."""
+        return self._may_refit(budget)
 
     def _acquisition(
         self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget

@@ -72,12 +72,14 @@ class Effort:
         return self.balance >= statistics.median(self.refit_seconds)
 
     def batch_size(self, charged: bool) -> int:
-        """Trials to propose from the next optimization (1 where the tuner's time is free)."""
+        """Trials to propose from the next optimization (1 where the tuner's time is free):
+        enough to earn what it will cost and what the account owes (a refit that it
+        could not pay for is paid back by the trials of the batches after it)."""
         if not charged or not self.trial_costs or not self.plain_seconds:
             return 1
         per_trial = self.rate * statistics.median(self.trial_costs)
-        needed = statistics.median(self.plain_seconds) / max(per_trial, 1e-9)
-        return max(1, min(self.max_batch, math.ceil(needed)))
+        owed = statistics.median(self.plain_seconds) + max(0.0, -self.balance)
+        return max(1, min(self.max_batch, math.ceil(owed / max(per_trial, 1e-9))))
 
     def breadth(self, charged: bool) -> str:
         """How widely to search the acquisition: ``"wide"`` when the account holds many
