@@ -32,7 +32,7 @@ test-all: setup
 # A real EEIPU sweep on the digits pipeline: embedded Ray, 2 trials at once, MLflow in ./mlflow.db.
 DEMO_STUDY := demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
-	$(BIN)/memotune tune examples/digits.py --tuner eeipu --budget 60 --workers 2 --study $(DEMO_STUDY)
+	$(BIN)/memotune tune examples/digits.py --budget 60 --workers 2 --study $(DEMO_STUDY)
 	$(BIN)/memotune show $(DEMO_STUDY) --top 5
 	$(BIN)/memotune plot $(DEMO_STUDY)
 	@echo "Browse every trial in MLflow:  $(BIN)/memotune ui"

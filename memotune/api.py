@@ -44,9 +44,10 @@ def tune(
     """Tune ``pipeline`` until ``budget`` (cost units: seconds of stage compute, cache
     loads and the tuner's own time) or ``trials`` (a count) is spent.
 
-    ``tuner`` is a registered name (``"eeipu"``, ``"ei"``, ``"tpe"``, … see
-    ``memotune.tuner.TUNERS``), a :class:`memotune.tuner.Tuner` subclass of your own,
-    or an import path to one (``"package.module:Class"``, ``"path/to/file.py:Class"``).
+    ``tuner`` is a registered name (``"memo"``, the default; ``"eeipu"``, ``"ei"``,
+    ``"tpe"``, … see ``memotune.tuner.TUNERS``), a :class:`memotune.tuner.Tuner`
+    subclass of your own, or an import path to one (``"package.module:Class"``,
+    ``"path/to/file.py:Class"``).
 
     ``study`` names the study; an existing one is resumed (its budget or trial
     count becomes the new total). Without a name, a new study is started.

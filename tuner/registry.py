@@ -20,7 +20,7 @@ from memotune.pipelines.shipping import import_file, is_installed
 from .base import Tuner
 
 #: What ``tune()``, ``memotune tune`` and a ``Study`` use when no tuner is named.
-DEFAULT_TUNER = "eeipu"
+DEFAULT_TUNER = "memo"
 
 #: name → "module:class" within memotune.tuner
 TUNERS: dict[str, str] = {

@@ -13,7 +13,7 @@ from memotune.tuner.journal import DEFAULT_STORAGE
 from memotune.tuner.registry import DEFAULT_TUNER, TUNERS
 
 EXAMPLES = """examples:
-  memotune tune examples/digits.py --tuner eeipu --budget 60 --study digits --seed 0
+  memotune tune examples/digits.py --budget 60 --study digits --seed 0
   memotune tune examples/digits.py --tuner random --trials 20 --workers 2
   memotune tune examples/digits.py --tuner my_tuners.py:Greedy --trials 20  # your own tuner
   memotune tune examples/digits.py --budget 600 --address auto --workers 8   # join a cluster
