@@ -140,6 +140,9 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     assert "```bash\nmemotune bench --pipeline synthetic-3" in saved.stdout
     rows = [line for line in saved.stdout.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 3 and rows[2].startswith("|random")  # header, rule, one per tuner
+    redrawn = memotune("bench", "--table", "out/bench.json", "--plot", "again.png", cwd=tmp_path)
+    assert redrawn.returncode == 0, redrawn.stderr
+    assert (tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):

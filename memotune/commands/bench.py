@@ -13,14 +13,15 @@ from memotune.loading import load_pipeline
 from memotune.tuner.registry import tuner_class
 
 EXAMPLES = """examples:
-  memotune bench --pipeline synthetic-3 --tuners eeipu,ei,eips,carbo,ms-carbo,random \\
+  memotune bench --pipeline synthetic-3 --tuners memo,eeipu,ei,eips,carbo,ms-carbo,random \\
       --seeds 10 --budget 400 --json out/synthetic-3.json
-  memotune bench --pipeline synthetic-10 --tuners eeipu,ei --seeds 5 --budget 1500
-  memotune bench --pipeline examples/vision.py --tuners eeipu,ei,carbo,ms-carbo,random,tpe \\
+  memotune bench --pipeline synthetic-10 --tuners memo,eeipu,ei --seeds 5 --budget 1500
+  memotune bench --pipeline examples/vision.py --tuners memo,eeipu,ei,carbo,ms-carbo,random,tpe \\
       --seeds 5 --budget 120 --json docs/bench/vision.json --plot docs/bench/vision.png
   memotune bench --pipeline synthetic-3 --tuners ei,eeipu,my_tuners.py:Greedy --reference eeipu \\
       --seeds 10 --budget 400
   memotune bench --table docs/bench/regression.json --markdown   # a saved table, for docs
+  memotune bench --table docs/bench/regression.json --plot regression.png   # ... and its plot
 """
 
 
@@ -44,14 +45,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--table",
         metavar="JSON",
-        help="print the table of a saved --json file instead of running anything",
+        help="print the table of a saved --json file (and with --plot, draw it) instead of "
+        "running anything",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown (for docs)"
     )
     parser.add_argument(
         "--tuners",
-        default="eeipu,ei,eips,carbo,ms-carbo,random",
+        default="memo,eeipu,ei,eips,carbo,ms-carbo,random",
         help="comma-separated: registered names or Tuner classes as package.module:Class or "
         "path/to/file.py:Class",
     )
@@ -97,7 +99,10 @@ def _run(args: argparse.Namespace) -> None:
     )
 
     if args.table:
-        print(format_table(json.loads(Path(args.table).read_text()), markdown=args.markdown))
+        saved = json.loads(Path(args.table).read_text())
+        print(format_table(saved, markdown=args.markdown))
+        if args.plot:
+            print(f"wrote {plot_summary(saved, args.plot)}")
         return
     if not args.pipeline or (args.budget is None and args.trials is None):
         raise ValueError("memotune bench needs --pipeline and --budget or --trials (or --table)")
