@@ -29,7 +29,7 @@ test: setup
 test-all: setup
 	$(BIN)/python -m pytest -m "slow or not slow"
 
-# A real EEIPU sweep on the digits pipeline: embedded Ray, 2 trials at once, MLflow in ./mlflow.db.
+# A real sweep with the default tuner (memo) on the digits pipeline: embedded Ray, 2 trials at once, MLflow in ./mlflow.db.
 DEMO_STUDY := demo-$(shell date +%Y%m%d-%H%M%S)
 demo: setup
 	$(BIN)/memotune tune examples/digits.py --budget 60 --workers 2 --study $(DEMO_STUDY)
