@@ -45,6 +45,7 @@ import statistics
 import time
 
 import torch
+from scipy import stats
 
 from memotune.pipelines import TrialRecord
 
@@ -130,6 +131,16 @@ class MemoTuner(EEIPU):
         totals = [sum(o.stage_costs) for o in self.observations.items if None not in o.stage_costs]
         return self.min_cost * statistics.median(totals) if totals else 0.0
 
+    def _warp(self, Y: torch.Tensor) -> torch.Tensor:
+        """The standardized values through a fitted Yeo-Johnson power transform (monotone,
+        so the best stays the best), which tames a skewed objective's tail."""
+        std = float(Y.std()) if len(Y) > 1 else 0.0
+        if std == 0.0 or not std == std:
+            return Y
+        standardized = ((Y - Y.mean()) / std).squeeze(-1).numpy()
+        warped, _ = stats.yeojohnson(standardized)
+        return torch.from_numpy(warped).unsqueeze(-1)
+
     def _acquisition(
         self, model: CachedPosteriorGP, X: torch.Tensor, Y: torch.Tensor, budget: Budget
     ) -> tuple[AcquisitionFactory, dict]:
@@ -152,7 +163,8 @@ class MemoTuner(EEIPU):
     ) -> list[tuple[Candidate, Config]]:
         """Up to a batch of new configurations, best first: none indistinguishable from
         an observed or running one within the fitted noise, none too close to another,
-        at most one per cached prefix."""
+        at most one building on each first stage's cached output (so a batch does not
+        fill with cheap tweaks of the last stages of one upstream setting)."""
         if not candidates:
             return []
         rows = torch.stack([c.row for c in candidates])
@@ -161,21 +173,24 @@ class MemoTuner(EEIPU):
         taken = {self._key(c) for c in pending}
         chosen: list[tuple[Candidate, Config]] = []
         picked: list[torch.Tensor] = []
-        used: set[str | None] = set()  # cached prefixes a chosen candidate builds on
+        used: set[str] = set()  # first stages' outputs a chosen candidate builds on
         for candidate, is_novel in zip(candidates, novel.tolist(), strict=True):
             if len(chosen) == self._batch:
                 break
-            if not is_novel or (candidate.prefix.key is not None and candidate.prefix.key in used):
+            if not is_novel:
                 continue
             if picked and float((torch.stack(picked) - candidate.row).norm(dim=-1).min()) < (
                 BATCH_MIN_DISTANCE
             ):
                 continue
             config = self._config_of(candidate)
-            if not self._is_new(config, taken):
+            keys = self.pipeline.keys(config)
+            root = keys[0] if candidate.prefix.depth > 0 else None  # the first stage reused
+            if (root is not None and root in used) or not self._is_new(config, taken):
                 continue
-            taken.add(self._key(config))
+            taken.add(keys[-1])
             chosen.append((candidate, config))
             picked.append(candidate.row)
-            used.add(candidate.prefix.key)
+            if root is not None:
+                used.add(root)
         return chosen
