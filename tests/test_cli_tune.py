@@ -144,6 +144,43 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     assert redrawn.returncode == 0, redrawn.stderr
     assert (tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+    # a tuner run later on the same benchmark joins the table; a rerun tuner replaces its rows
+    more = ["--pipeline", "synthetic-3", "--seeds", "2", "--trials", "6"]
+    later = memotune("bench", *more, "--tuners", "tpe,ei", "--json", "later.json", cwd=tmp_path)
+    assert later.returncode == 0, later.stderr
+    args = ["--reference", "tpe", "--json", "merged.json"]
+    merged = memotune("bench", "--table", "out/bench.json", "later.json", *args, cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    table = json.loads((tmp_path / "merged.json").read_text())
+    rerun = json.loads((tmp_path / "later.json").read_text())
+    assert list(table["tuners"]) == ["random", "ei", "mine.py:Shifted", "tpe"]
+    assert [r for r in table["runs"] if r["tuner"] == "ei"] == [
+        r for r in rerun["runs"] if r["tuner"] == "ei"
+    ]
+    assert table["tuners"]["random"]["paired"]["reference"] == "tpe"
+    assert [p["tuners"] for p in table["provenance"]["merged"]] == [
+        ["random", "mine.py:Shifted"],
+        ["ei", "tpe"],
+    ]
+    assert merged.stdout.count("$ memotune bench --pipeline synthetic-3") == 2
+    other = memotune(
+        "bench",
+        "--pipeline",
+        "synthetic-3",
+        "--seeds",
+        "1",
+        "--trials",
+        "3",
+        "--tuners",
+        "random",
+        "--json",
+        "other.json",
+        cwd=tmp_path,
+    )
+    assert other.returncode == 0, other.stderr
+    refused = memotune("bench", "--table", "out/bench.json", "other.json", cwd=tmp_path)
+    assert refused.returncode != 0 and "trials: 6 vs 3" in refused.stderr
+
 
 def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):
     (tmp_path / "fixed.py").write_text(  # nothing to tune: random runs it, the GP tuners refuse

@@ -5,6 +5,7 @@ import random
 
 import pytest
 import torch
+from scipy import stats
 
 from memotune import Float, Output, Pipeline, StageCache, run, stage
 from memotune.tuner.budget import COST, Budget
@@ -158,3 +159,59 @@ def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_draw(tmp_path
     _, values = tuner.observations.objective_data()
     best_draw = float(tuner._warp(values).max())  # in the units the GP models
     assert proposal.info["incumbent"] < best_draw
+
+
+def test_a_batch_builds_at_most_once_on_each_first_stage_output(tmp_path):
+    """Cheap tweaks of the last stages of one upstream setting do not fill a batch."""
+
+    @stage(space={"x": Float(0.0, 1.0)}, version="1", name="first")
+    def first(inputs, x):
+        return Output(x, cost=5.0)
+
+    @stage(space={"y": Float(0.0, 1.0)}, version="1", name="middle")
+    def middle(x, y):
+        return Output(x + y, cost=1.0)
+
+    @stage(space={"z": Float(0.0, 1.0)}, version="1", name="last")
+    def last(s, z):
+        return Output({"objective": -((s - 1.0) ** 2) - (z - 0.5) ** 2}, cost=0.1)
+
+    pipe = Pipeline([first, middle, last], name="three-stage")
+    cache = StageCache(tmp_path / "cache")
+    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
+    seen = [(0.1, 0.2, 0.3), (0.5, 0.1, 0.9), (0.5, 0.9, 0.1), (0.9, 0.5, 0.5), (0.2, 0.7, 0.8)]
+    for x, y, z in seen:
+        tuner.tell(
+            run(pipe, {"first": {"x": x}, "middle": {"y": y}, "last": {"z": z}}, cache=cache)
+        )
+    X, Y = tuner.observations.objective_data()
+    from memotune.tuner.cached_posterior import CachedPosteriorGP
+    from memotune.tuner.optimize import Candidate, Prefix
+
+    model = CachedPosteriorGP(tuner.objective_fitter.fit(X, Y))
+
+    def on(prefix_of, depth, z):
+        x, y, _ = prefix_of
+        config = {"first": {"x": x}, "middle": {"y": y}}
+        prefix = Prefix(depth, {k: config[k] for k in list(config)[:depth]})
+        row = tuner.encoder.encode({**config, "last": {"z": z}})
+        return Candidate(row, prefix, 1.0)
+
+    tweaks = [on(seen[1], 2, 0.45), on(seen[2], 2, 0.55), on(seen[1], 1, 0.6)]  # all on x=0.5
+    elsewhere = on(seen[3], 2, 0.4)
+    tuner._batch = 4
+    chosen = tuner._choose([*tweaks, elsewhere], [], model, Budget(COST, 100.0))
+    assert [c for c, _ in chosen] == [tweaks[0], elsewhere]
+
+
+def test_the_gp_sees_a_skewed_objective_warped_in_order():
+    """Losses spread over orders of magnitude (log-normal) reach the GP far less skewed,
+    in the same order."""
+    tuner = MemoTuner(two_stage(1.0), seed=0)
+    generator = torch.Generator().manual_seed(0)
+    values = -torch.exp(1.5 * torch.randn(30, 1, generator=generator, dtype=torch.float64))
+    warped = tuner._warp(values).squeeze(-1)
+    assert torch.equal(warped.argsort(), values.squeeze(-1).argsort())
+    assert abs(float(stats.skew(warped))) < 0.5 * abs(float(stats.skew(values.squeeze(-1))))
+    constant = torch.ones(3, 1, dtype=torch.float64)
+    assert torch.equal(tuner._warp(constant), constant)

@@ -5,10 +5,12 @@ seeds and budget, judged by the test score of the incumbent a user would pick.
 ``summarize`` makes the table (test score, the paper's gain since warm-up,
 paired wins/ties/losses and Wilcoxon p-values against a reference tuner, the
 tuner's share of the budget), ``format_table`` prints it, ``plot_summary``
-draws the anytime curves and ``provenance`` records the commit, machine and
-command line. See ``memotune.bench._stats`` for the definitions.
+draws the anytime curves, ``provenance`` records the commit, machine and
+command line, and ``merge_tables`` joins tables of tuners run at different
+times. See ``memotune.bench._stats`` for the definitions.
 """
 
+from ._merge import merge_tables
 from ._plot import anytime_curves, plot_summary
 from ._provenance import provenance
 from ._runs import (
@@ -30,6 +32,7 @@ __all__ = [
     "anytime_curves",
     "compare",
     "format_table",
+    "merge_tables",
     "paired",
     "plot_summary",
     "provenance",

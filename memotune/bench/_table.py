@@ -60,11 +60,11 @@ def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
     out = io.StringIO()
     Console(file=out, width=WIDTH, color_system=None, soft_wrap=False).print(table)
     lines = [heading(summary)]
-    command = (summary.get("provenance") or {}).get("command")
-    if command and markdown:
-        lines = [f"```bash\n{command}\n```\n", *lines, ""]
-    elif command:
-        lines.insert(0, f"$ {command}")
+    commands = "\n".join(p["command"] for p in _provenances(summary) if p.get("command"))
+    if commands and markdown:
+        lines = [f"```bash\n{commands}\n```\n", *lines, ""]
+    elif commands:
+        lines = ["\n".join(f"$ {c}" for c in commands.splitlines()), *lines]
     return (
         "\n".join(lines) + "\n" + "\n".join(line.rstrip() for line in out.getvalue().splitlines())
     )
@@ -73,13 +73,19 @@ def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
 def heading(summary: dict[str, Any]) -> str:
     amount = f"budget {summary['budget']}" if summary["budget"] else f"{summary['trials']} trials"
     workers = f", {summary['workers']} workers" if summary.get("workers", 1) > 1 else ""
-    took = (summary.get("provenance") or {}).get("wall_seconds")
-    took = f", took {took:.0f} s" if took is not None else ""
+    times = [p["wall_seconds"] for p in _provenances(summary) if p.get("wall_seconds")]
+    took = f", took {sum(times):.0f} s" if times else ""
     return (
         f"{summary['pipeline']}, {amount}{workers}, {summary['seeds']} seeds{took} "
         f"({summary['direction']}; mean ± standard error over seeds; W/T/L: test-score wins, "
         f"ties, losses against {summary.get('reference')} on the same seed)"
     )
+
+
+def _provenances(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """Where the table's runs came from: one record, or one per table merged into it."""
+    record = summary.get("provenance") or {}
+    return record.get("merged", [record])
 
 
 def _mean(mean: float | None, sem: float | None) -> str:

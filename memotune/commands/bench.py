@@ -22,6 +22,7 @@ EXAMPLES = """examples:
       --seeds 10 --budget 400
   memotune bench --table docs/bench/regression.json --markdown   # a saved table, for docs
   memotune bench --table docs/bench/regression.json --plot regression.png   # ... and its plot
+  memotune bench --table peers.json memo-rerun.json --json merged.json   # one table from two
 """
 
 
@@ -45,8 +46,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--table",
         metavar="JSON",
+        nargs="+",
         help="print the table of a saved --json file (and with --plot, draw it) instead of "
-        "running anything",
+        "running anything; several files of the same benchmark make one table (a tuner in "
+        "several takes its runs from the last), which --json saves",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown (for docs)"
@@ -92,17 +95,15 @@ def _run(args: argparse.Namespace) -> None:
         RunFailure,
         RunResult,
         compare,
-        format_table,
-        plot_summary,
+        merge_tables,
         provenance,
         summarize,
     )
 
     if args.table:
-        saved = json.loads(Path(args.table).read_text())
-        print(format_table(saved, markdown=args.markdown))
-        if args.plot:
-            print(f"wrote {plot_summary(saved, args.plot)}")
+        tables = [json.loads(Path(path).read_text()) for path in args.table]
+        saved = tables[0] if len(tables) == 1 else merge_tables(tables, args.reference)
+        _report(saved, args)
         return
     if not args.pipeline or (args.budget is None and args.trials is None):
         raise ValueError("memotune bench needs --pipeline and --budget or --trials (or --table)")
@@ -158,6 +159,15 @@ def _run(args: argparse.Namespace) -> None:
         reference=reference,
         provenance=provenance(getattr(args, "argv", sys.argv[1:]), started, time.time()),
     )
+    _report(summary, args)
+    if failures:
+        raise SystemExit(f"memotune bench: {len(failures)} of {total} runs failed (listed above)")
+
+
+def _report(summary: dict, args: argparse.Namespace) -> None:
+    """Print the table; write it (``--json``) and draw it (``--plot``) where asked."""
+    from memotune.bench import format_table, plot_summary
+
     print(format_table(summary, markdown=args.markdown))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -165,5 +175,3 @@ def _run(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot_summary(summary, args.plot)}")
-    if failures:
-        raise SystemExit(f"memotune bench: {len(failures)} of {total} runs failed (listed above)")
