@@ -144,9 +144,9 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     assert redrawn.returncode == 0, redrawn.stderr
     assert (tmp_path / "again.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    # a tuner run later on the same benchmark joins the table; a rerun tuner replaces its rows
-    more = ["--pipeline", "synthetic-3", "--seeds", "2", "--trials", "6"]
-    later = memotune("bench", *more, "--tuners", "tpe,ei", "--json", "later.json", cwd=tmp_path)
+    # runs made later join the table: another tuner, more seeds, a tuner rerun
+    more = ["--pipeline", "synthetic-3", "--trials", "6", "--json", "later.json"]
+    later = memotune("bench", *more, "--tuners", "tpe,ei", "--seeds", "3", cwd=tmp_path)
     assert later.returncode == 0, later.stderr
     args = ["--reference", "tpe", "--json", "merged.json"]
     merged = memotune("bench", "--table", "out/bench.json", "later.json", *args, cwd=tmp_path)
@@ -157,12 +157,24 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     assert [r for r in table["runs"] if r["tuner"] == "ei"] == [
         r for r in rerun["runs"] if r["tuner"] == "ei"
     ]
-    assert table["tuners"]["random"]["paired"]["reference"] == "tpe"
-    assert [p["tuners"] for p in table["provenance"]["merged"]] == [
-        ["random", "mine.py:Shifted"],
-        ["ei", "tpe"],
+    pair = table["tuners"]["random"]["paired"]
+    assert pair["reference"] == "tpe" and pair["seeds"] == 2
+    assert [p["runs"] for p in table["provenance"]["merged"]] == [
+        {"random": [0, 1], "mine.py:Shifted": [0, 1]},
+        {"tpe": [0, 1, 2], "ei": [0, 1, 2]},
     ]
-    assert merged.stdout.count("$ memotune bench --pipeline synthetic-3") == 2
+    assert merged.stdout.count("$ memotune bench --") == 2
+    extra = ["--seeds", "1", "--first-seed", "2", "--json", "seed2.json"]
+    seed2 = memotune("bench", *more[:4], "--tuners", "random", *extra, cwd=tmp_path)
+    assert seed2.returncode == 0, seed2.stderr
+    assert [r["seed"] for r in json.loads((tmp_path / "seed2.json").read_text())["runs"]] == [2]
+    joined = memotune(
+        "bench", "--table", "merged.json", "seed2.json", "--json", "j.json", cwd=tmp_path
+    )
+    assert joined.returncode == 0, joined.stderr
+    joined = json.loads((tmp_path / "j.json").read_text())
+    assert joined["tuners"]["random"]["runs"] == 3
+    assert [p["runs"] for p in joined["provenance"]["merged"]][-1] == {"random": [2]}
     other = memotune(
         "bench",
         "--pipeline",

@@ -23,6 +23,8 @@ EXAMPLES = """examples:
   memotune bench --table docs/bench/regression.json --markdown   # a saved table, for docs
   memotune bench --table docs/bench/regression.json --plot regression.png   # ... and its plot
   memotune bench --table peers.json memo-rerun.json --json merged.json   # one table from two
+  memotune bench --pipeline examples/language.py --tuners memo,eeipu --seeds 5 --first-seed 5 \
+      --budget 120 --json more-seeds.json   # seeds 5..9, to join with --table
 """
 
 
@@ -48,8 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="JSON",
         nargs="+",
         help="print the table of a saved --json file (and with --plot, draw it) instead of "
-        "running anything; several files of the same benchmark make one table (a tuner in "
-        "several takes its runs from the last), which --json saves",
+        "running anything; several files of the same benchmark make one table (a tuner's run "
+        "on a seed found in several comes from the last), which --json saves",
     )
     parser.add_argument(
         "--markdown", action="store_true", help="print the table as Markdown (for docs)"
@@ -64,7 +66,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--reference",
         help="the tuner every other is compared with, seed by seed (default: the first listed)",
     )
-    parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("--seeds", type=int, default=10, help="how many seeds (default 10)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds FIRST..FIRST+N-1 (default 0): more seeds for a saved table, to join with "
+        "--table",
+    )
     amount = parser.add_mutually_exclusive_group()
     amount.add_argument("--budget", type=float, help="cost budget per run")
     amount.add_argument("--trials", type=int, help="trial count per run")
@@ -136,7 +145,7 @@ def _run(args: argparse.Namespace) -> None:
     results, failures = compare(
         factory,
         tuners,
-        range(args.seeds),
+        range(args.first_seed, args.first_seed + args.seeds),
         budget=args.budget,
         trials=args.trials,
         processes=args.processes,
