@@ -1,7 +1,10 @@
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -210,3 +213,50 @@ def test_a_bench_run_that_breaks_is_reported_and_the_others_go_on(tmp_path):
     assert list(table["tuners"]) == ["random"] and table["tuners"]["random"]["trials_mean"] == 3
     assert table["tuners"]["random"]["paired"] is None  # the reference, and ei has no runs
     assert [(f["tuner"], f["seed"]) for f in table["failed_runs"]] == [("ei", 0)]
+
+
+def test_a_stopped_bench_stops_its_runs_and_keeps_the_finished_ones(tmp_path):
+    (tmp_path / "slow.py").write_text(  # each trial sleeps; each run process notes its pid
+        "import os, time\n"
+        "from pathlib import Path\n"
+        "from memotune import Float, Pipeline, stage\n"
+        "@stage(space={'x': Float(0.0, 1.0)})\n"
+        "def score(inputs, x):\n"
+        "    (Path(__file__).parent / f'pid-{os.getpid()}').touch()\n"
+        "    time.sleep(1.0)\n"
+        "    return {'objective': x}\n"
+        "pipeline = Pipeline([score])\n"
+    )
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "memotune", "bench", "--pipeline", "slow.py", "--tuners",
+         "random", "--seeds", "4", "--trials", "3", "--processes", "1", "--json", "b.json"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    first = bench.stderr.readline()  # the first finished run's line
+    assert first.startswith("[1/4] random seed"), first
+    saved = json.loads((tmp_path / "b.json").read_text())  # written as each run finishes
+    assert [r["seed"] for r in saved["runs"]] == [0] and saved["runs"][0]["trials"] == 3
+    bench.send_signal(signal.SIGTERM)
+    _, err = bench.communicate(timeout=60)
+    assert bench.returncode == 143, err
+    assert "stopped after" in err and "of 4 runs; they are in b.json" in err
+    assert "memotune: terminated" in err and "Traceback" not in err
+    kept = json.loads((tmp_path / "b.json").read_text())
+    assert 1 <= len(kept["runs"]) < 4
+    assert kept["provenance"]["planned_runs"] == 4
+    pids = [int(p.name.removeprefix("pid-")) for p in tmp_path.glob("pid-*")]
+    assert pids  # the run processes
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(pid) for pid in pids)  # no run goes on after the bench
+    table = memotune("bench", "--table", "b.json", cwd=tmp_path)
+    assert f"{kept['provenance']['finished_runs']} of 4 runs" in table.stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True

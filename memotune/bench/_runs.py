@@ -187,7 +187,9 @@ def compare(
     passed to the run processes by its import path). Runs start seed by seed,
     every tuner of a seed before the next seed's, so a slow spell on the
     machine falls on all tuners alike. A run that raises is reported as a
-    :class:`RunFailure` and the others go on.
+    :class:`RunFailure` and the others go on. Interrupted (Ctrl-C, or SIGTERM
+    raised as an interrupt), the running runs are stopped at once and the
+    interrupt goes on up; ``on_result`` has heard every run that finished.
     """
     names = [t if isinstance(t, str) else tuner_spec(t) for t in tuners]
     jobs = [(t, s) for s in seeds for t in names]
@@ -200,15 +202,21 @@ def compare(
             pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers): (t, s)
             for t, s in jobs
         }
-        for future in as_completed(futures):
-            try:
-                outcome: RunResult | RunFailure = future.result()
-                results.append(outcome)
-            except Exception as error:  # noqa: BLE001 - one broken run must not void the rest
-                tuner, seed = futures[future]
-                outcome = RunFailure(tuner, seed, f"{type(error).__name__}: {error}")
-                failures.append(outcome)
-            if on_result:
-                on_result(outcome)
+        try:
+            for future in as_completed(futures):
+                try:
+                    outcome: RunResult | RunFailure = future.result()
+                    results.append(outcome)
+                except Exception as error:  # noqa: BLE001 - one broken run must not void the rest
+                    tuner, seed = futures[future]
+                    outcome = RunFailure(tuner, seed, f"{type(error).__name__}: {error}")
+                    failures.append(outcome)
+                if on_result:
+                    on_result(outcome)
+        except BaseException:  # Ctrl-C, SIGTERM: stop the running runs, start no other
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
     order = {job: i for i, job in enumerate(jobs)}
     return sorted(results, key=lambda r: order[(r.tuner, r.seed)]), failures

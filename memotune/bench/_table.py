@@ -75,6 +75,10 @@ def heading(summary: dict[str, Any]) -> str:
     workers = f", {summary['workers']} workers" if summary.get("workers", 1) > 1 else ""
     times = [p["wall_seconds"] for p in _provenances(summary) if p.get("wall_seconds")]
     took = f", took {sum(times):.0f} s" if times else ""
+    record = summary.get("provenance") or {}
+    unfinished = record.get("finished_runs", 0) < record.get("planned_runs", 0)
+    if unfinished:  # a table written while its runs went on, or left by a stopped bench
+        took += f", {record['finished_runs']} of {record['planned_runs']} runs"
     return (
         f"{summary['pipeline']}, {amount}{workers}, {summary['seeds']} seeds{took} "
         f"({summary['direction']}; mean ± standard error over seeds; W/T/L: test-score wins, "

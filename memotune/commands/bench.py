@@ -127,48 +127,69 @@ def _run(args: argparse.Namespace) -> None:
     factory = functools.partial(load_pipeline, args.pipeline)
     total = len(tuners) * args.seeds
 
-    def progress(outcome: RunResult | RunFailure) -> None:
-        progress.done += 1
-        head = f"[{progress.done}/{total}] {outcome.tuner} seed {outcome.seed}"
+    results: list[RunResult] = []
+    failures: list[RunFailure] = []
+
+    def table() -> dict:
+        order = {name: i for i, name in enumerate(tuners)}
+        record = provenance(getattr(args, "argv", sys.argv[1:]), started, time.time())
+        record.update(finished_runs=len(results) + len(failures), planned_runs=total)
+        return summarize(
+            sorted(results, key=lambda r: (order.get(r.tuner, len(order)), r.seed)),
+            pipeline=args.pipeline,
+            budget=args.budget,
+            trials=args.trials,
+            direction=pipeline.direction,
+            cost_unit=pipeline.cost_unit,
+            workers=args.workers,
+            failures=failures,
+            objective=pipeline.objective,
+            test_metric=pipeline.test_metric,
+            reference=reference,
+            provenance=record,
+        )
+
+    def finished(outcome: RunResult | RunFailure) -> None:
+        """Print the run's line; rewrite --json with every finished run (a crash or a
+        kill loses none)."""
+        head = f"[{len(results) + len(failures) + 1}/{total}] {outcome.tuner} seed {outcome.seed}"
         if isinstance(outcome, RunFailure):
+            failures.append(outcome)
             line = f"{head}: FAILED: {outcome.error}"
         else:
+            results.append(outcome)
             best = "–" if outcome.best is None else f"{outcome.best:.6g}"
             test = "–" if outcome.test is None else f"{outcome.test:.6g}"
             line = (
                 f"{head}: {outcome.trials} trials, best {best}, test {test}, "
                 f"{outcome.seconds_per_proposal:.3f}s/proposal"
             )
+        if args.json and results:
+            _write_json(table(), args.json)
         print(line, file=sys.stderr, flush=True)
 
-    progress.done = 0
-    results, failures = compare(
-        factory,
-        tuners,
-        range(args.first_seed, args.first_seed + args.seeds),
-        budget=args.budget,
-        trials=args.trials,
-        processes=args.processes,
-        on_result=progress,
-        workers=args.workers,
-    )
+    try:
+        compare(
+            factory,
+            tuners,
+            range(args.first_seed, args.first_seed + args.seeds),
+            budget=args.budget,
+            trials=args.trials,
+            processes=args.processes,
+            on_result=finished,
+            workers=args.workers,
+        )
+    except KeyboardInterrupt:
+        kept = f"; they are in {args.json}" if args.json and results else ""
+        print(
+            f"memotune bench: stopped after {len(results) + len(failures)} of {total} runs{kept}"
+            " (run the missing seeds with --first-seed and join the tables with --table)",
+            file=sys.stderr,
+        )
+        raise
     if not results:
         raise SystemExit(f"memotune bench: every run failed; first: {failures[0].error}")
-    summary = summarize(
-        results,
-        pipeline=args.pipeline,
-        budget=args.budget,
-        trials=args.trials,
-        direction=pipeline.direction,
-        cost_unit=pipeline.cost_unit,
-        workers=args.workers,
-        failures=failures,
-        objective=pipeline.objective,
-        test_metric=pipeline.test_metric,
-        reference=reference,
-        provenance=provenance(getattr(args, "argv", sys.argv[1:]), started, time.time()),
-    )
-    _report(summary, args)
+    _report(table(), args)
     if failures:
         raise SystemExit(f"memotune bench: {len(failures)} of {total} runs failed (listed above)")
 
@@ -179,8 +200,16 @@ def _report(summary: dict, args: argparse.Namespace) -> None:
 
     print(format_table(summary, markdown=args.markdown))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+        _write_json(summary, args.json)
         print(f"wrote {args.json}")
     if args.plot:
         print(f"wrote {plot_summary(summary, args.plot)}")
+
+
+def _write_json(summary: dict, path: str) -> None:
+    """Replace ``path`` with the table in one step (a reader never sees half a file)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_text(json.dumps(summary, indent=2) + "\n")
+    partial.replace(target)
