@@ -149,7 +149,7 @@ class MemoTuner(EEIPU):
         """The standardized values through a fitted Yeo-Johnson power transform (monotone,
         so the best stays the best), which tames a skewed objective's tail."""
         std = float(Y.std()) if len(Y) > 1 else 0.0
-        if std == 0.0 or not std == std:
+        if std == 0.0:  # too few values, or all alike: nothing to transform
             return Y
         standardized = ((Y - Y.mean()) / std).squeeze(-1).numpy()
         warped, _ = stats.yeojohnson(standardized)
