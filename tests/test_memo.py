@@ -9,11 +9,9 @@ from scipy import stats
 
 from memotune import Float, Output, Pipeline, StageCache, run, stage
 from memotune.tuner.budget import COST, Budget
-from memotune.tuner.cached_posterior import CachedPosteriorGP
 from memotune.tuner.effort import Effort
 from memotune.tuner.encoding import SpaceEncoder
 from memotune.tuner.memo import MemoTuner
-from memotune.tuner.optimize import Candidate, Prefix
 from memotune.tuner.study import Study
 
 
@@ -45,27 +43,29 @@ def study(tmp_path, pipeline: Pipeline, budget: float, name: str = "s"):
     ).run()
 
 
-def test_a_batch_costs_what_its_optimization_costs_at_the_target_share():
-    effort = Effort(target_share=0.05)
-    assert effort.batch_cover(charged=True) == 0.0  # a proposal's cost is not known yet
-    for _ in range(5):
-        effort.observe_trial(10.0)  # earns more than a proposal spends: nothing owed
-        effort.observe_proposal(0.2, refitted=False)
-    cover = effort.batch_cover(charged=True)
-    assert cover * 0.05 / 0.95 == pytest.approx(0.2)  # trials worth this earn 0.2 s
-    assert Effort().batch_cover(charged=False) == 0.0  # uncharged time: one per fit
+def test_effort_batches_more_as_trials_get_cheaper():
+    sizes = []
+    for trial_cost in (100.0, 1.0, 0.05, 0.001):
+        effort = Effort(target_share=0.05, max_batch=16)
+        for _ in range(5):
+            effort.observe_trial(trial_cost)
+            effort.observe_proposal(0.2, refitted=False)
+        sizes.append(effort.batch_size(charged=True))
+    assert sizes == sorted(sizes) and sizes[0] == 1 and sizes[-1] == 16
+    assert Effort().batch_size(charged=False) == 1  # uncharged time: one per fit
 
 
 def test_a_refit_the_account_could_not_pay_is_paid_back_by_larger_batches():
-    effort = Effort(target_share=0.05)
+    effort = Effort(target_share=0.05, max_batch=64)
     for _ in range(5):
         effort.observe_trial(1.0)
         effort.observe_proposal(0.02, refitted=False)
-    settled = effort.batch_cover(charged=True)
+    settled = effort.batch_size(charged=True)
     effort.observe_proposal(1.0, refitted=True)  # owed: about 1 s
-    assert effort.batch_cover(charged=True) > 5 * settled
-    effort.observe_trial(effort.batch_cover(charged=True))
-    assert effort.balance >= 0 and effort.batch_cover(charged=True) == pytest.approx(settled)
+    assert effort.batch_size(charged=True) > 5 * settled
+    for _ in range(effort.batch_size(charged=True)):
+        effort.observe_trial(1.0)
+    assert effort.balance >= 0 and effort.batch_size(charged=True) == settled
 
 
 def test_refits_wait_until_trials_have_paid_for_them():
@@ -136,8 +136,12 @@ def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
     twin = {"first": {"x": 0.7}, "second": {"y": 0.3 + 1e-7}}
     row = tuner.encoder.encode(twin)
     X, Y = tuner.observations.objective_data()
-    cached = CachedPosteriorGP(tuner.objective_fitter.build(X, Y))
-    tuner._cover = float("inf")  # a batch as large as the candidates allow
+    model = tuner.objective_fitter.build(X, Y)
+    from memotune.tuner.cached_posterior import CachedPosteriorGP
+    from memotune.tuner.optimize import Candidate, Prefix
+
+    cached = CachedPosteriorGP(model)
+    tuner._batch = 2
     fresh = Candidate(torch.tensor([0.2, 0.8], dtype=torch.float64), Prefix(0), 0.0)
     chosen = tuner._choose([Candidate(row, Prefix(0), 1.0), fresh], [], cached, budget)
     assert [c for c, _ in chosen] == [fresh]
@@ -157,11 +161,8 @@ def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_draw(tmp_path
     assert proposal.info["incumbent"] < best_draw
 
 
-SEEN = [(0.1, 0.2, 0.3), (0.5, 0.1, 0.9), (0.5, 0.9, 0.1), (0.9, 0.5, 0.5), (0.2, 0.7, 0.8)]
-
-
-def three_stage_tuner(tmp_path) -> MemoTuner:
-    """A memo tuner told ``SEEN`` on a pipeline whose stages cost 5, 1 and 0.1."""
+def test_a_batch_builds_at_most_once_on_each_first_stage_output(tmp_path):
+    """Cheap tweaks of the last stages of one upstream setting do not fill a batch."""
 
     @stage(space={"x": Float(0.0, 1.0)}, version="1", name="first")
     def first(inputs, x):
@@ -178,54 +179,29 @@ def three_stage_tuner(tmp_path) -> MemoTuner:
     pipe = Pipeline([first, middle, last], name="three-stage")
     cache = StageCache(tmp_path / "cache")
     tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
-    for x, y, z in SEEN:
+    seen = [(0.1, 0.2, 0.3), (0.5, 0.1, 0.9), (0.5, 0.9, 0.1), (0.9, 0.5, 0.5), (0.2, 0.7, 0.8)]
+    for x, y, z in seen:
         tuner.tell(
             run(pipe, {"first": {"x": x}, "middle": {"y": y}, "last": {"z": z}}, cache=cache)
         )
-    return tuner
+    X, Y = tuner.observations.objective_data()
+    from memotune.tuner.cached_posterior import CachedPosteriorGP
+    from memotune.tuner.optimize import Candidate, Prefix
 
+    model = CachedPosteriorGP(tuner.objective_fitter.fit(X, Y))
 
-def candidate_on(tuner: MemoTuner, prefix_of, depth: int, z: float) -> Candidate:
-    """A candidate that reuses ``depth`` stages of ``prefix_of`` and sets ``last.z``."""
-    x, y, _ = prefix_of
-    config = {"first": {"x": x}, "middle": {"y": y}}
-    prefix = Prefix(depth, {k: config[k] for k in list(config)[:depth]})
-    return Candidate(tuner.encoder.encode({**config, "last": {"z": z}}), prefix, 1.0)
+    def on(prefix_of, depth, z):
+        x, y, _ = prefix_of
+        config = {"first": {"x": x}, "middle": {"y": y}}
+        prefix = Prefix(depth, {k: config[k] for k in list(config)[:depth]})
+        row = tuner.encoder.encode({**config, "last": {"z": z}})
+        return Candidate(row, prefix, 1.0)
 
-
-def objective_model(tuner: MemoTuner) -> CachedPosteriorGP:
-    return CachedPosteriorGP(tuner.objective_fitter.fit(*tuner.observations.objective_data()))
-
-
-def test_a_batch_builds_at_most_once_on_each_first_stage_output(tmp_path):
-    """Cheap tweaks of the last stages of one upstream setting do not fill a batch."""
-    tuner = three_stage_tuner(tmp_path)
-    tweaks = [  # all on x=0.5
-        candidate_on(tuner, SEEN[1], 2, 0.45),
-        candidate_on(tuner, SEEN[2], 2, 0.55),
-        candidate_on(tuner, SEEN[1], 1, 0.6),
-    ]
-    elsewhere = candidate_on(tuner, SEEN[3], 2, 0.4)
-    tuner._cover = float("inf")
-    chosen = tuner._choose([*tweaks, elsewhere], [], objective_model(tuner), Budget(COST, 100.0))
+    tweaks = [on(seen[1], 2, 0.45), on(seen[2], 2, 0.55), on(seen[1], 1, 0.6)]  # all on x=0.5
+    elsewhere = on(seen[3], 2, 0.4)
+    tuner._batch = 4
+    chosen = tuner._choose([*tweaks, elsewhere], [], model, Budget(COST, 100.0))
     assert [c for c, _ in chosen] == [tweaks[0], elsewhere]
-
-
-def test_a_batch_holds_many_cheap_trials_or_few_dear_ones(tmp_path):
-    """A batch is filled until its trials' predicted costs reach what it should cost."""
-    tuner = three_stage_tuner(tmp_path)
-    tuner.costs.fit(tuner.observations)
-    model, budget = objective_model(tuner), Budget(COST, 100.0)
-    fresh = candidate_on(tuner, (0.3, 0.3, None), 0, 0.3)  # runs every stage: about 6.1
-    tweaks = [candidate_on(tuner, SEEN[0], 2, 0.6), candidate_on(tuner, SEEN[3], 2, 0.2)]
-    costs = tuner._predicted_costs([fresh, *tweaks])
-    assert 4.0 < float(costs[0]) < 9.0 and all(0.05 < float(c) < 0.2 for c in costs[1:])
-    tuner._cover = 1.0
-    assert [c for c, _ in tuner._choose([fresh, *tweaks], [], model, budget)] == [fresh]
-    chosen = tuner._choose([*tweaks, fresh], [], model, budget)
-    assert [c for c, _ in chosen] == [*tweaks, fresh]  # 0.2 of 1.0 covered before it
-    tuner._cover = 0.0
-    assert len(tuner._choose([*tweaks, fresh], [], model, budget)) == 1
 
 
 def test_the_gp_sees_a_skewed_objective_warped_in_order():

@@ -10,8 +10,8 @@ of it as thinking time, every proposal spends its seconds. With that account:
   models take the new data with the hyperparameters they have, which costs
   milliseconds;
 - **batches**: when even a lean proposal without a refit costs more than a
-  trial earns, one optimization proposes a batch of trials whose predicted
-  costs earn it back, debts included (:meth:`Effort.batch_cover`);
+  trial earns, one optimization proposes a batch of trials, enough to bring
+  the share back to the target;
 - **breadth**: when the account cannot pay for a usual proposal, the
   acquisition is searched leanly (fewer raw samples, one polished start, few
   steps) before resorting to batches; when it holds many proposals' worth,
@@ -20,11 +20,12 @@ of it as thinking time, every proposal spends its seconds. With that account:
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field
 
-#: Recent proposals that the estimates average over.
+#: Recent trials and proposals that the estimates average over.
 WINDOW = 10
 
 #: Acquisition search breadths (see :meth:`Effort.breadth`).
@@ -36,8 +37,10 @@ class Effort:
     """The tuner's account for thinking: ``target_share`` of the charged budget."""
 
     target_share: float = 0.05
+    max_batch: int = 16
     earned: float = 0.0
     spent: float = 0.0
+    trial_costs: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     plain_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     refit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
 
@@ -47,7 +50,9 @@ class Effort:
         return self.target_share / (1 - self.target_share)
 
     def observe_trial(self, charged: float) -> None:
-        self.earned += self.rate * max(0.0, charged)
+        charged = max(0.0, charged)
+        self.trial_costs.append(charged)
+        self.earned += self.rate * charged
 
     def observe_proposal(self, seconds: float, refitted: bool) -> None:
         """A proposal (one optimization) took ``seconds``, with a refit or without."""
@@ -66,17 +71,15 @@ class Effort:
             return True
         return self.balance >= statistics.median(self.refit_seconds)
 
-    def batch_cover(self, charged: bool) -> float:
-        """What the trials proposed from the next optimization should cost in all (0 where
-        the tuner's time is free: one proposal per fit): enough to earn what the
-        optimization will cost and what the account owes (a refit it could not pay for
-        is paid back by the batches after it). The tuner fills a batch with trials until
-        their predicted costs reach it, so a batch holds many cheap trials or few dear
-        ones."""
-        if not charged or not self.plain_seconds:
-            return 0.0
+    def batch_size(self, charged: bool) -> int:
+        """Trials to propose from the next optimization (1 where the tuner's time is free):
+        enough to earn what it will cost and what the account owes (a refit that it
+        could not pay for is paid back by the trials of the batches after it)."""
+        if not charged or not self.trial_costs or not self.plain_seconds:
+            return 1
+        per_trial = self.rate * statistics.median(self.trial_costs)
         owed = statistics.median(self.plain_seconds) + max(0.0, -self.balance)
-        return owed / self.rate
+        return max(1, min(self.max_batch, math.ceil(owed / max(per_trial, 1e-9))))
 
     def breadth(self, charged: bool) -> str:
         """How widely to search the acquisition: ``"wide"`` when the account holds many

@@ -16,21 +16,14 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   When the account cannot pay for a usual search of the acquisition, the
   search is lean (a quarter of the raw samples, one polished start); only
   when even that costs more than a trial earns does one optimization propose
-  a batch: trials, best first, until their predicted costs earn back what
-  the optimization cost and what the account owes (so a forced refit on
-  0.1 s trials is paid by the trials after it), at most ``max_batch``.
-  Trials earn at their true charge: when they earned at the cost floor
-  below, trials of 0.05 s on cached prefixes paid for 0.1 s of thinking
-  each, and the tuner's share on the ensemble pipeline was 9.8% against a
-  target of 5%. Earning at their true charge, a 5% share left the tuner too
-  little thought on that pipeline (55 trials, mean validation log-loss
-  0.760); at the default 8% it ran 72 trials to 0.752 (7.6% share). A batch is counted in cost, not trials: counted in trials,
-  a batch sized for cheap tweaks filled with dear new first stages. A batch
-  builds at most once on each first stage's cached output: batching from
-  every fit (the first design) ran twice EEIPU's trials on the regression
-  pipeline and lost to it on every seed, and one vision run spent 120
-  trials on batches of last-stage tweaks of one upstream setting; in both
-  the batch had filled with cheap tweaks of the last stages.
+  a batch (at most ``max_batch``), large enough to pay back what the account
+  owes (so a forced refit on 0.1 s trials is paid by the trials after it;
+  with batches capped at 8 the demo's tuner share was 25%, at 64 it is
+  8–9%). A batch builds at most once on each first stage's cached output:
+  batching from every fit (the first design) ran twice EEIPU's trials on the
+  regression pipeline and lost to it on every seed, and one vision run spent
+  120 trials on batches of last-stage tweaks of one upstream setting; in
+  both the batch had filled with cheap tweaks of the last stages.
 - **A cost floor.** EI per unit cost wins a trial ten times cheaper by ten
   times, so on a pipeline with cached prefixes it keeps tweaking the cheap
   last stages of a few prefixes; those tweaks are strongly correlated and
@@ -84,17 +77,16 @@ class MemoTuner(EEIPU):
         self,
         pipeline,
         *,
-        target_share: float = 0.08,
+        target_share: float = 0.05,
         max_batch: int = 64,
         min_cost: float = 0.5,
         **options,
     ) -> None:
         super().__init__(pipeline, **options)
         self.min_cost = min_cost
-        self.effort = Effort(target_share=target_share)
-        self.max_batch = max_batch
+        self.effort = Effort(target_share=target_share, max_batch=max_batch)
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
-        self._cover = 0.0  # what the next batch's trials should cost in all (0: one trial)
+        self._batch = 1
         self._in_seconds = True  # whether the budget is in seconds (the tuner's charged)
 
     def _propose(self, pending: list[Config], budget: Budget) -> Proposal:
@@ -107,7 +99,7 @@ class MemoTuner(EEIPU):
             USUAL: (raw, polish, maxiter),
             WIDE: (2 * raw, polish + 2, 2 * maxiter),
         }[breadth]
-        self._cover = self.effort.batch_cover(budget.charge_tuner)
+        self._batch = self.effort.batch_size(budget.charge_tuner)
         proposal = super()._propose(pending, budget)
         if proposal.info.get(PHASE) == BO and not proposal.info.get("queued"):
             self.effort.observe_proposal(time.perf_counter() - started, self._refitted)
@@ -118,7 +110,7 @@ class MemoTuner(EEIPU):
 
     def _observe(self, record: TrialRecord) -> None:
         super()._observe(record)
-        self.effort.observe_trial(record.charged)
+        self.effort.observe_trial(max(record.charged, self._floor()))
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by
@@ -175,24 +167,21 @@ class MemoTuner(EEIPU):
         model: CachedPosteriorGP,
         budget: Budget,
     ) -> list[tuple[Candidate, Config]]:
-        """New configurations, best first, until their predicted costs reach what the
-        batch should cost (at least one, at most ``max_batch``): none indistinguishable
-        from an observed or running one within the fitted noise, none too close to
-        another, at most one building on each first stage's cached output (so a batch
-        does not fill with cheap tweaks of the last stages of one upstream setting)."""
+        """Up to a batch of new configurations, best first: none indistinguishable from
+        an observed or running one within the fitted noise, none too close to another,
+        at most one building on each first stage's cached output (so a batch does not
+        fill with cheap tweaks of the last stages of one upstream setting)."""
         if not candidates:
             return []
         rows = torch.stack([c.row for c in candidates])
         threshold = 1 - model.relative_noise() / 2
         novel = model.correlation(rows).amax(-1) <= threshold  # else: within the noise
-        costs = self._predicted_costs(candidates).tolist()
         taken = {self._key(c) for c in pending}
         chosen: list[tuple[Candidate, Config]] = []
         picked: list[torch.Tensor] = []
         used: set[str] = set()  # first stages' outputs a chosen candidate builds on
-        covered = 0.0
-        for candidate, is_novel, cost in zip(candidates, novel.tolist(), costs, strict=True):
-            if chosen and (covered >= self._cover or len(chosen) == self.max_batch):
+        for candidate, is_novel in zip(candidates, novel.tolist(), strict=True):
+            if len(chosen) == self._batch:
                 break
             if not is_novel:
                 continue
@@ -208,19 +197,6 @@ class MemoTuner(EEIPU):
             taken.add(keys[-1])
             chosen.append((candidate, config))
             picked.append(candidate.row)
-            covered += cost
             if root is not None:
                 used.add(root)
         return chosen
-
-    def _predicted_costs(self, candidates: list[Candidate]) -> torch.Tensor:
-        """What each candidate's trial will charge (its stages to run and its cached
-        prefix's loading, as ``1/E[1/C]`` of the cost models; 0 where none is fitted)."""
-        if self.costs is None or not self.costs.models:
-            return torch.zeros(len(candidates), dtype=torch.float64)
-        rows = torch.stack([c.row for c in candidates]).unsqueeze(1)
-        depth = torch.tensor([c.prefix.depth for c in candidates])
-        cached = torch.tensor([c.prefix.cached_cost for c in candidates], dtype=torch.float64)
-        with torch.no_grad():
-            log_inverse = self.costs.log_expected_inverse_cost(rows, depth, cached, overhead=False)
-        return torch.exp(-log_inverse)

@@ -175,16 +175,10 @@ class CostModel:
                 self.refitted |= fitter.refitted
 
     def log_expected_inverse_cost(
-        self,
-        X: torch.Tensor,
-        depth: torch.Tensor,
-        cached_cost: torch.Tensor,
-        *,
-        overhead: bool = True,
+        self, X: torch.Tensor, depth: torch.Tensor, cached_cost: torch.Tensor
     ) -> torch.Tensor:
         """``log E[1/C]`` for ``X`` of shape ``b × 1 × d``; ``depth`` and ``cached_cost``
-        have shape ``b`` (stages cached ahead of each candidate, and what they cost).
-        ``overhead=False``: what the trial itself will charge, without the overhead."""
+        have shape ``b`` (stages cached ahead of each candidate, and what they cost)."""
         batch = X.shape[:-2]
         means, stds = [], []
         for model in self.models:
@@ -204,7 +198,7 @@ class CostModel:
         else:
             cached_cost = torch.zeros_like(cached_cost)
         # a zero fixed cost enters as 1e-9: negligible, and keeps the log finite
-        fixed = (cached_cost + (self.overhead if overhead else 0.0)).clamp_min(1e-9)
+        fixed = (cached_cost + self.overhead).clamp_min(1e-9)
         log_fixed = fixed.log().expand(log_costs.shape[:-1]).unsqueeze(-1)
         log_total = torch.logsumexp(torch.cat([log_costs, log_fixed], -1), -1)  # samples × b
         return torch.logsumexp(-log_total, 0) - math.log(log_total.shape[0])
