@@ -23,7 +23,12 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   batching from every fit (the first design) ran twice EEIPU's trials on the
   regression pipeline and lost to it on every seed, and one vision run spent
   120 trials on batches of last-stage tweaks of one upstream setting; in
-  both the batch had filled with cheap tweaks of the last stages.
+  both the batch had filled with cheap tweaks of the last stages. Trials
+  earn at no less than the cost floor below, so cheap trials buy thinking
+  and the share runs above the target (5.4–9.8% on the real pipelines).
+  Earning at the true charge with an 8% target, batches filled by predicted
+  cost, held it at 7.5–8.1% but ran fewer trials, and lost ground on
+  language (7.334 against 7.141) and vision (``docs/bench/memo/*-true-charge.json``).
 - **A cost floor.** EI per unit cost wins a trial ten times cheaper by ten
   times, so on a pipeline with cached prefixes it keeps tweaking the cheap
   last stages of a few prefixes; those tweaks are strongly correlated and
