@@ -197,6 +197,7 @@ def compare(
     results: list[RunResult] = []
     failures: list[RunFailure] = []
     context = multiprocessing.get_context("spawn")
+    others = set(multiprocessing.active_children())  # the caller's, left alone on interrupt
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures = {
             pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers): (t, s)
@@ -215,8 +216,8 @@ def compare(
                     on_result(outcome)
         except BaseException:  # Ctrl-C, SIGTERM: stop the running runs, start no other
             pool.shutdown(wait=False, cancel_futures=True)
-            for child in multiprocessing.active_children():
-                child.terminate()
+            for child in set(multiprocessing.active_children()) - others:
+                child.terminate()  # the pool's run processes
             raise
     order = {job: i for i, job in enumerate(jobs)}
     return sorted(results, key=lambda r: order[(r.tuner, r.seed)]), failures
