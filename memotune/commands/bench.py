@@ -150,8 +150,8 @@ def _run(args: argparse.Namespace) -> None:
         )
 
     def finished(outcome: RunResult | RunFailure) -> None:
-        """Print the run's line; rewrite --json with every finished run (a crash or a
-        kill loses none)."""
+        """Rewrite --json with every finished run (a crash or a kill loses none), then
+        print the run's line."""
         head = f"[{len(results) + len(failures) + 1}/{total}] {outcome.tuner} seed {outcome.seed}"
         if isinstance(outcome, RunFailure):
             failures.append(outcome)
