@@ -248,6 +248,10 @@ class StageCache:
                     )
         return found
 
+    def entries_of(self, lineage: str) -> list[EntryInfo]:
+        """Every entry of one lineage (a chain of stage names and versions)."""
+        return self.index.by_lineage(lineage)
+
     def pin(self, keys: list[str], owner: str) -> None:
         """Protect ``keys`` from eviction on behalf of ``owner`` (e.g. a study)."""
         self.index.pin(list(keys), owner)

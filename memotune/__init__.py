@@ -5,6 +5,7 @@ from memotune import stage, Pipeline, Float, Int, Choice, run
 
 from memotune.cache import StageCache
 from memotune.pipelines import (
+    Checkpoint,
     Choice,
     ConfigError,
     Float,
@@ -34,6 +35,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "Checkpoint",
     "Choice",
     "ConfigError",
     "Float",

@@ -7,6 +7,7 @@ from .records import COMPLETED, FAILED, StageRecord, TrialRecord, best_trial, im
 from .runner import LocalRunner, Runner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
 from .stage import (
+    Checkpoint,
     Output,
     Stage,
     StageContext,
@@ -21,6 +22,7 @@ __all__ = [
     "COMPLETED",
     "FAILED",
     "LocalRunner",
+    "Checkpoint",
     "Choice",
     "ConfigError",
     "Float",

@@ -20,6 +20,7 @@ from typing import Any
 
 from memotune.cache import Hit, StageCache
 
+from . import checkpoints
 from .pipeline import Pipeline, StagePlan
 from .records import StageRecord
 from .stage import Output, StageContext
@@ -132,8 +133,13 @@ def execute_stage(
     stage = plan.stage
     kwargs = dict(plan.params)
     context = None
+    resumed = checkpoints.nearest(cache, plan) if stage.fidelity else None
     if stage.takes_context:
         context = StageContext(stage.name, plan.key, trial_id, str(workdir_for(cache, plan.key)))
+        if stage.fidelity:
+            context.history = list(resumed.history) if resumed else []
+            context.resume = resumed.checkpoint if resumed else None
+            context.keep = checkpoints.keeper(cache, plan, chain, context.history, resumed)
         kwargs["context"] = context
     started = time.perf_counter()
     try:
@@ -161,6 +167,9 @@ def execute_stage(
         history=(context.history if context else []) + history,
         node=node_name(),
     )
+    if resumed is not None:
+        record.resumed_from = resumed.checkpoint.step
+        record.resumed_cost = resumed.cost
     record.charged = pipeline.charge(record)
     if cache is not None and stage.cache:
         _store(cache, plan, value, record, chain + [chain_link(plan, record)])
@@ -179,12 +188,14 @@ def node_name() -> str:
 
 
 def chain_link(plan: StagePlan, record: StageRecord) -> dict[str, Any]:
+    """How a cache entry remembers one stage of its chain: its settings and what it cost
+    from scratch (a continued stage: its checkpoint's cost too)."""
     return {
         "stage": plan.stage.name,
         "version": plan.stage.version,
         "params": plan.params,
-        "cost": record.cost,
-        "compute_seconds": record.compute_seconds,
+        "cost": record.cost + record.resumed_cost,
+        "compute_seconds": record.compute_seconds + record.resumed_cost,
     }
 
 
@@ -211,8 +222,8 @@ def _store(
             parent_key=plan.parent_key,
             lineage=plan.lineage,
             chain=chain,
-            cost=record.cost,
-            compute_seconds=record.compute_seconds,
+            cost=chain[-1]["cost"],
+            compute_seconds=chain[-1]["compute_seconds"],
         )
     except Exception as error:  # noqa: BLE001 - an unstorable output must not lose the trial
         warnings.warn(

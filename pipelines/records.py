@@ -35,6 +35,10 @@ class StageRecord:
     history: list[dict[str, float]] = field(default_factory=list)
     error: str | None = None
     node: str | None = None
+    #: a stage with a fidelity that went on from a cached checkpoint: its step, and what
+    #: reaching it had cost (``cost`` and ``compute_seconds`` count this run only)
+    resumed_from: int | None = None
+    resumed_cost: float = 0.0
 
 
 @dataclass

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .keys import canonical_json
-from .space import Param, SpaceError, check_space
+from .space import Int, Param, SpaceError, check_space
 
 
 @dataclass
@@ -32,19 +32,44 @@ class Output:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """A stage's state after ``step`` steps of its fidelity (:meth:`StageContext.checkpoint`)."""
+
+    step: int
+    state: Any
+
+
 @dataclass
 class StageContext:
-    """Handed to a stage function that declares a ``context`` keyword argument."""
+    """Handed to a stage function that declares a ``context`` keyword argument.
+
+    For a stage with a fidelity, ``resume`` is the cached checkpoint to go on
+    from (the deepest one at or below this run's fidelity, of a run with the
+    same other settings and the same upstream output), or ``None``: start from
+    scratch.
+    """
 
     stage: str
     key: str
     trial_id: int | None
     workdir: str
     history: list[dict[str, float]] = field(default_factory=list)
+    resume: Checkpoint | None = None
+    keep: Callable[[int, Any], None] | None = field(default=None, repr=False)
 
     def report(self, step: int, **metrics: float) -> None:
         """Record stepped metrics (e.g. per epoch); they reach the trial's tracking run."""
         self.history.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+    def checkpoint(self, step: int, state: Any) -> None:
+        """Keep ``state`` as the stage's state after ``step`` steps of its fidelity, so a
+        later run with the same settings and a larger fidelity goes on from it instead
+        of starting over. ``state`` must hold all that training needs to go on exactly
+        as it would have (weights, optimizer state, random generators); the stepped
+        metrics reported so far are kept with it. Without a cache it is not kept."""
+        if self.keep is not None:
+            self.keep(int(step), state)
 
 
 @dataclass(eq=False)
@@ -64,6 +89,7 @@ class Stage:
     memory: int | None = None
     resources: dict[str, float] = field(default_factory=dict)
     cache: bool = True
+    fidelity: str | None = None
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -76,6 +102,8 @@ class Stage:
         if self.num_cpus < 0 or self.num_gpus < 0:
             raise SpaceError(f"stage '{self.name}': num_cpus and num_gpus must be >= 0")
         self.takes_context = _check_signature(self.fn, self.space, self.name)
+        if self.fidelity is not None:
+            _check_fidelity(self)
 
     def __call__(self, upstream: Any, **params: Any) -> Any:
         return self.fn(upstream, **params)
@@ -105,10 +133,15 @@ def stage(
     memory: int | None = None,
     resources: dict[str, float] | None = None,
     cache: bool = True,
+    fidelity: str | None = None,
 ):
     """Decorator that turns a function into a :class:`Stage`.
 
     ``@stage`` and ``@stage(space={...}, version="1", num_cpus=1)`` both work.
+    ``fidelity`` names an integer parameter of the space that counts training
+    steps (epochs); the function then takes a ``context``, continues from
+    ``context.resume`` when it is given and keeps its state with
+    ``context.checkpoint(step, state)``.
     """
 
     def wrap(f: Callable[..., Any]) -> Stage:
@@ -122,6 +155,7 @@ def stage(
             memory=memory,
             resources=dict(resources or {}),
             cache=cache,
+            fidelity=fidelity,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -201,6 +235,24 @@ def _source_of(obj: Any) -> str:
     if target is not obj:  # a partial's bound arguments are part of what it does
         source += repr((getattr(obj, "args", ()), sorted(getattr(obj, "keywords", {}).items())))
     return source
+
+
+def _check_fidelity(stage: Stage) -> None:
+    """A fidelity is an integer parameter of the space, and the function takes a context
+    (to be handed its checkpoint and to keep new ones)."""
+    param = stage.space.get(stage.fidelity)
+    if not isinstance(param, Int):
+        raise SpaceError(
+            f"stage '{stage.name}': the fidelity '{stage.fidelity}' must be an Int "
+            "parameter of its space"
+        )
+    if not stage.takes_context:
+        raise SpaceError(
+            f"stage '{stage.name}' has a fidelity: its function must take a 'context' "
+            "argument, to continue from context.resume and keep context.checkpoint(...)"
+        )
+    if not stage.cache:
+        raise SpaceError(f"stage '{stage.name}': a fidelity needs the stage's output cached")
 
 
 def _check_signature(fn: Callable[..., Any], space: dict[str, Param], name: str) -> bool:

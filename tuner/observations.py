@@ -41,7 +41,8 @@ class Observations:
         config = self.pipeline.validate(record.config)
         costs: list[float | None] = [None] * len(self.pipeline.stages)
         for index, stage in enumerate(record.stages):  # a failed stage cost what it measured
-            costs[index] = max(float(stage.cost), MIN_COST)
+            # a continued stage: what it costs from scratch, as a cache hit reports it
+            costs[index] = max(float(stage.cost + stage.resumed_cost), MIN_COST)
         value = None
         if record.completed and record.objective is not None:
             value = record.objective if self.pipeline.maximize else -record.objective

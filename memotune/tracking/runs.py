@@ -111,6 +111,7 @@ def trial_metrics(record: TrialRecord, trial_cost: float) -> list[MetricValue]:
         _put(values, f"{prefix}.cost", stage.cost)
         _put(values, f"{prefix}.charged", stage.charged)
         _put(values, f"{prefix}.hit", int(stage.hit))
+        _put(values, f"{prefix}.resumed_from", stage.resumed_from)  # None: not a continuation
         for name, value in stage.metrics.items():
             if name not in record.metrics:  # the last stage's metrics are the pipeline's
                 _put(values, metric_key(f"{stage.stage}.{name}"), value)
