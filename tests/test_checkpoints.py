@@ -131,9 +131,7 @@ def test_a_fidelity_must_be_an_integer_setting_of_a_stage_that_takes_a_context()
     with pytest.raises(SpaceError, match="must be an Int"):
         stage(space={"lr": Float(0.1, 1.0)}, name="t", fidelity="lr")(lambda d, lr, context: d)
     with pytest.raises(SpaceError, match="must be an Int"):
-        stage(space={"lr": Float(0.1, 1.0)}, name="t", fidelity="epochs")(
-            lambda d, lr, context: d
-        )
+        stage(space={"lr": Float(0.1, 1.0)}, name="t", fidelity="epochs")(lambda d, lr, context: d)
     with pytest.raises(SpaceError, match="context"):
         stage(space={"epochs": Int(1, 9)}, name="t", fidelity="epochs")(lambda d, epochs: d)
 
