@@ -16,6 +16,7 @@ from memotune.pipelines import (
     Stage,
     StageContext,
     TrialFailed,
+    TrialPruned,
     TrialRecord,
     run,
     stage,
@@ -31,10 +32,15 @@ def __getattr__(name: str):
         from memotune.api import tune
 
         return tune
+    if name == "ASHA":
+        from memotune.tuner.pruning import ASHA
+
+        return ASHA
     raise AttributeError(f"module 'memotune' has no attribute {name!r}")
 
 
 __all__ = [
+    "ASHA",
     "Checkpoint",
     "Choice",
     "ConfigError",
@@ -47,6 +53,7 @@ __all__ = [
     "StageCache",
     "StageContext",
     "TrialFailed",
+    "TrialPruned",
     "TrialRecord",
     "__version__",
     "run",

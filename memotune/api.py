@@ -15,6 +15,7 @@ from memotune.signals import terminate_as_interrupt
 from memotune.tracking import MlflowTracker
 from memotune.tuner.budget import Budget
 from memotune.tuner.callbacks import StudyCallback
+from memotune.tuner.pruning import Pruner
 from memotune.tuner.registry import DEFAULT_TUNER, TunerSpec
 from memotune.tuner.study import DEFAULT_STORAGE, Study, StudyResult
 
@@ -40,6 +41,7 @@ def tune(
     callbacks: Sequence[StudyCallback] = (),
     max_consecutive_failures: int = 5,
     tuner_options: dict[str, Any] | None = None,
+    pruner: Pruner | None = None,
 ) -> StudyResult:
     """Tune ``pipeline`` until ``budget`` (cost units: seconds of stage compute, cache
     loads and the tuner's own time) or ``trials`` (a count) is spent.
@@ -64,6 +66,9 @@ def tune(
     ``tracking_uri`` (default: ``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``
     in the working directory): an experiment named after the study, a parent run
     for the sweep and a child run per trial. See ``memotune.tracking``.
+
+    ``pruner`` (e.g. ``memotune.ASHA("valid_loss")``) stops trials whose stage with
+    a fidelity falls behind as it trains (see ``memotune.tuner.pruning``).
     """
     spend = Budget.for_pipeline(pipeline, budget=budget, trials=trials)
     name = study or f"{pipeline.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -83,6 +88,7 @@ def tune(
         callbacks=[*hooks, *callbacks],
         max_consecutive_failures=max_consecutive_failures,
         tuner_options=tuner_options,
+        pruner=pruner,
     )
     try:
         with open_runner(

@@ -44,7 +44,11 @@ class StoredStudy:
 
     @property
     def failed(self) -> int:
-        return sum(not r.completed for r in self.records)
+        return sum(r.failed for r in self.records)
+
+    @property
+    def pruned(self) -> int:
+        return sum(r.pruned for r in self.records)
 
     @property
     def updated(self) -> float:

@@ -28,7 +28,7 @@ class ProgressPrinter(StudyCallback):
             file=stream or sys.stderr, highlight=False, soft_wrap=True, force_terminal=live
         )
         self.live = self.console.is_terminal if live is None else live
-        self.running = self.finished = self.failed = self.hits = self.stages = 0
+        self.running = self.finished = self.failed = self.pruned = self.hits = self.stages = 0
         self.budget: Budget | None = None
         self.best: TrialRecord | None = None
         self._bar: Progress | None = None
@@ -76,6 +76,8 @@ class ProgressPrinter(StudyCallback):
                 f"spent {spent}  hits {record.cache_hits}/{len(record.stages)}{reuse}  "
                 f"tuner {charge.seconds:.2f}s  {charge.phase or ''}".rstrip()
             )
+        elif record.pruned:
+            self._print(f"trial {record.trial_id:>4} pruned ({record.error})  spent {spent}")
         else:
             self._print(
                 f"trial {record.trial_id:>4} [red]failed[/red] {escape(record.failure)}  "
@@ -90,19 +92,21 @@ class ProgressPrinter(StudyCallback):
             self._bar = None
         self._print(
             f"study '{study.name}' done ({result.stopped}): {len(result.trials)} trials "
-            f"({self.failed} failed), best {_best(result.best_trial)}"
+            f"({self.failed} failed, {self.pruned} pruned), best {_best(result.best_trial)}"
         )
 
     def status(self) -> str:
         """Trials running, finished and failed, the best so far and the cache hits."""
+        pruned = f" | pruned {self.pruned}" if self.pruned else ""
         return (
-            f"running {self.running} | finished {self.finished} | failed {self.failed} | "
-            f"best {_best(self.best)} | cache hits {self.hits}/{self.stages} stages"
+            f"running {self.running} | finished {self.finished} | failed {self.failed}"
+            f"{pruned} | best {_best(self.best)} | cache hits {self.hits}/{self.stages} stages"
         )
 
     def _count(self, record: TrialRecord) -> None:
         self.finished += record.completed
-        self.failed += not record.completed
+        self.failed += record.failed
+        self.pruned += record.pruned
         self.hits += record.cache_hits
         self.stages += len(record.stages)
 

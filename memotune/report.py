@@ -265,8 +265,9 @@ def summary_markdown(
     stage, the tuner's share and what the cache saved (the MLflow parent run's
     description)."""
     best = best_trials(records, maximize, 1)
-    failed = sum(not r.completed for r in records)
-    lines = [f"**{len(records)} trials** ({failed} failed)."]
+    failed = sum(r.failed for r in records)
+    pruned = sum(r.pruned for r in records)
+    lines = [f"**{len(records)} trials** ({failed} failed, {pruned} pruned)."]
     if best:
         trial = best[0]
         lines.append(f"**Best {objective}: {trial.objective:.6g}** (trial {trial.trial_id})")

@@ -3,7 +3,15 @@ and the runners that execute a configuration through the stage cache."""
 
 from .keys import canonical_json, stage_key
 from .pipeline import ConfigError, ObjectiveError, Pipeline, StagePlan
-from .records import COMPLETED, FAILED, StageRecord, TrialRecord, best_trial, improves
+from .records import (
+    COMPLETED,
+    FAILED,
+    PRUNED,
+    StageRecord,
+    TrialRecord,
+    best_trial,
+    improves,
+)
 from .runner import LocalRunner, Runner, TrialFailed, run, run_trial
 from .space import Choice, Float, Int, Param, SpaceError
 from .stage import (
@@ -11,6 +19,7 @@ from .stage import (
     Output,
     Stage,
     StageContext,
+    TrialPruned,
     check_settings,
     factory_version,
     scratch_folder,
@@ -21,6 +30,7 @@ from .stage import (
 __all__ = [
     "COMPLETED",
     "FAILED",
+    "PRUNED",
     "LocalRunner",
     "Checkpoint",
     "Choice",
@@ -38,6 +48,7 @@ __all__ = [
     "StagePlan",
     "StageRecord",
     "TrialFailed",
+    "TrialPruned",
     "TrialRecord",
     "best_trial",
     "canonical_json",

@@ -22,26 +22,34 @@ from memotune.cache import Hit, StageCache
 
 from . import checkpoints
 from .pipeline import Pipeline, StagePlan
-from .records import StageRecord
-from .stage import Output, StageContext
+from .records import FAILED, PRUNED, StageRecord
+from .stage import Judge, Output, StageContext, TrialPruned
 
 _PAYLOAD_TAG = "memotune.stage-output/1"
 
 
 class StageFailed(Exception):
-    """A stage raised; carries its record (with the measured cost) and the traceback."""
+    """A stage raised; carries its record (with the measured cost) and the traceback.
+    ``status`` is the trial's: ``failed``, or ``pruned`` when the stage stopped because
+    the study's pruner said so."""
 
     def __init__(
-        self, record: StageRecord, trace: str, before: list[StageRecord] | None = None
+        self,
+        record: StageRecord,
+        trace: str,
+        before: list[StageRecord] | None = None,
+        status: str = FAILED,
     ) -> None:
-        super().__init__(f"stage '{record.stage}' failed: {record.error}")
+        verb = "was pruned" if status == PRUNED else "failed"
+        super().__init__(f"stage '{record.stage}' {verb}: {record.error}")
         self.record = record
         self.trace = trace
         #: records of the stages the same task covered before the failing one
         self.before = list(before or [])
+        self.status = status
 
     def __reduce__(self):  # crosses process boundaries (Ray tasks) intact
-        return (StageFailed, (self.record, self.trace, self.before))
+        return (StageFailed, (self.record, self.trace, self.before, self.status))
 
 
 def _user_traceback(error: BaseException) -> str:
@@ -123,12 +131,14 @@ def execute_stage(
     chain: list[dict[str, Any]],
     *,
     trial_id: int | None = None,
+    judge: Judge | None = None,
 ) -> tuple[Any, StageRecord]:
     """Run one stage on ``upstream`` and store its output.
 
-    ``chain`` holds the :func:`chain_link` of every stage before this one.
+    ``chain`` holds the :func:`chain_link` of every stage before this one;
+    ``judge`` answers the stage's ``context.should_prune()``.
 
-    Raises :class:`StageFailed` when the stage function raises.
+    Raises :class:`StageFailed` when the stage function raises (or is pruned).
     """
     stage = plan.stage
     kwargs = dict(plan.params)
@@ -140,22 +150,32 @@ def execute_stage(
             context.history = list(resumed.history) if resumed else []
             context.resume = resumed.checkpoint if resumed else None
             context.keep = checkpoints.keeper(cache, plan, chain, context.history, resumed)
+        context.judge = judge
         kwargs["context"] = context
     started = time.perf_counter()
     try:
         output = stage.fn(upstream, **kwargs)
     except Exception as error:
         seconds = time.perf_counter() - started
+        history = list(context.history) if context else []
+        status = PRUNED if isinstance(error, TrialPruned) else FAILED
+        if status == PRUNED:
+            reason = f"pruned after step {history[-1]['step']:g}" if history else "pruned"
+        else:
+            reason = f"{type(error).__name__}: {error}"
         record = StageRecord(
             stage=stage.name,
             key=plan.key,
             compute_seconds=seconds,
             cost=seconds,
-            error=f"{type(error).__name__}: {error}",
-            history=list(context.history) if context else [],
+            error=reason,
+            history=history,
         )
+        if resumed is not None:
+            record.resumed_from = resumed.checkpoint.step
+            record.resumed_cost = resumed.cost
         record.charged = pipeline.charge(record)
-        raise StageFailed(record, _user_traceback(error)) from error
+        raise StageFailed(record, _user_traceback(error), status=status) from error
     seconds = time.perf_counter() - started
     value, cost, metrics, history = _unwrap_output(output)
     record = StageRecord(

@@ -33,6 +33,7 @@ from .ray_losses import WATCH_SECONDS, LossWatch, started
 from .records import StageRecord, TrialRecord
 from .runner import failed_trial, finish_trial
 from .shipping import UserCode
+from .stage import Judge
 
 
 def _stage_task(attempts: str, *args: Any) -> tuple[Any, list[StageRecord]]:
@@ -51,6 +52,7 @@ def _run_stages(
     load: bool,
     cache: StageCache | None,
     trial_id: int,
+    judge: Judge | None,
     upstream_ref: list[ray.ObjectRef],
     *upstream_records: list[StageRecord],
 ) -> tuple[Any, list[StageRecord]]:
@@ -64,6 +66,7 @@ def _run_stages(
     output before ``index`` itself (and computes any stage whose entry was
     evicted since the driver looked), and also returns the records of the
     stages it covered that way. ``index == len(stages)`` only loads (a full hit).
+    ``judge`` answers the stages' ``context.should_prune()`` (the sweep's pruner).
     A stage whose output is in the cache already (stored by another sweep, or by
     an earlier attempt of this task before its node died) is loaded, not rerun.
     """
@@ -82,13 +85,35 @@ def _run_stages(
         for plan in plans[len(known) : index + 1]:
             reused = load_own(pipeline, plans, plan, cache)
             if reused is None:
-                reused = execute_stage(pipeline, plan, upstream, cache, chain, trial_id=trial_id)
+                reused = execute_stage(
+                    pipeline, plan, upstream, cache, chain, trial_id=trial_id, judge=judge
+                )
             upstream, record = reused
             covered.append(record)
             chain.append(chain_link(plan, record))
     except StageFailed as failure:
-        raise StageFailed(failure.record, failure.trace, before=covered) from None
+        raise StageFailed(failure.record, failure.trace, covered, failure.status) from None
     return upstream, covered
+
+
+class _PrunerActor:
+    """The study's pruner, where every stage task of the sweep can ask it."""
+
+    def __init__(self, pruner: Any) -> None:
+        self.pruner = pruner
+
+    def should_prune(self, *report: Any) -> bool:
+        return self.pruner.should_prune(*report)
+
+
+@dataclass(frozen=True)
+class _RemoteJudge:
+    """A stage's ``context.should_prune()`` answered by the pruner's actor."""
+
+    actor: Any
+
+    def __call__(self, trial_id: int | None, stage: str, step: int, metrics: dict) -> bool:
+        return ray.get(self.actor.should_prune.remote(trial_id, stage, step, metrics))
 
 
 @dataclass
@@ -142,6 +167,13 @@ class RayRunner:
         self._trials: dict[int, _Trial] = {}
         self._flights: dict[str, _Flight] = {}
         self._losses = LossWatch()
+        self._judge: _RemoteJudge | None = None
+
+    def prune_with(self, pruner: Any) -> None:
+        """Stages ask ``pruner`` (in an actor of its own, which holds its rungs for the
+        sweep) whether to stop."""
+        actor = ray.remote(num_cpus=0)(_PrunerActor).remote(pruner)
+        self._judge = _RemoteJudge(actor)
 
     def submit(self, trial_id: int, config: dict[str, dict[str, Any]]) -> None:
         plans = self.pipeline.plan(config)
@@ -226,6 +258,7 @@ class RayRunner:
             load,
             self.cache,
             trial.id,
+            self._judge,
             [] if upstream is None else [upstream],
             *[task.records for task in trial.tasks],
         )
@@ -258,7 +291,13 @@ class RayRunner:
                     failed = cause.before + [cause.record]
                     records += [self._shared(r) if task.shared else r for r in failed]
                     return failed_trial(
-                        trial.config, records, str(cause), cause.trace, trial.id, trial.started
+                        trial.config,
+                        records,
+                        str(cause),
+                        cause.trace,
+                        trial.id,
+                        trial.started,
+                        cause.status,
                     )
                 return self._lost(trial, task, records, error)
             except RayError as error:  # the worker or node died more often than retried

@@ -8,6 +8,8 @@ from typing import Any
 
 COMPLETED = "completed"
 FAILED = "failed"
+#: stopped early by the study's pruner: its checkpoints stay cached, it has no objective
+PRUNED = "pruned"
 
 
 @dataclass
@@ -60,6 +62,14 @@ class TrialRecord:
     @property
     def completed(self) -> bool:
         return self.status == COMPLETED
+
+    @property
+    def pruned(self) -> bool:
+        return self.status == PRUNED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == FAILED
 
     @property
     def charged(self) -> float:

@@ -12,6 +12,7 @@ from memotune.cache import DEFAULT_ROOT, StageCache, open_cache
 from .execution import StageFailed, chain_link, execute_stage, load_deepest
 from .pipeline import ObjectiveError, Pipeline, StagePlan
 from .records import COMPLETED, FAILED, StageRecord, TrialRecord
+from .stage import Judge
 
 
 class TrialFailed(RuntimeError):
@@ -49,8 +50,10 @@ def run_trial(
     cache: StageCache | None,
     *,
     trial_id: int | None = None,
+    judge: Judge | None = None,
 ) -> TrialRecord:
-    """Run a planned configuration; stage failures become a failed record."""
+    """Run a planned configuration; stage failures become a failed record (a stage that
+    ``judge`` stopped, a pruned one)."""
     started = time.time()
     first, upstream, records = load_deepest(pipeline, plans, cache)
     chain = [chain_link(plan, record) for plan, record in zip(plans, records, strict=False)]
@@ -58,11 +61,13 @@ def run_trial(
     for plan in plans[first:]:
         try:
             upstream, record = execute_stage(
-                pipeline, plan, upstream, cache, chain, trial_id=trial_id
+                pipeline, plan, upstream, cache, chain, trial_id=trial_id, judge=judge
             )
         except StageFailed as failure:
             records.append(failure.record)
-            return failed_trial(config, records, failure.args[0], failure.trace, trial_id, started)
+            return failed_trial(
+                config, records, failure.args[0], failure.trace, trial_id, started, failure.status
+            )
         records.append(record)
         chain.append(chain_link(plan, record))
     return finish_trial(pipeline, config, upstream, records, trial_id, started)
@@ -100,10 +105,11 @@ def failed_trial(
     trace: str | None,
     trial_id: int | None,
     started: float,
+    status: str = FAILED,
 ) -> TrialRecord:
     return TrialRecord(
         config=config,
-        status=FAILED,
+        status=status,
         objective=None,
         metrics={},
         stages=records,
@@ -117,9 +123,12 @@ def failed_trial(
 
 class Runner(Protocol):
     """What the study loop drives: ``submit`` trials, ``wait`` for finished ones
-    (at least one while any runs), ``close`` to cancel the rest."""
+    (at least one while any runs), ``close`` to cancel the rest; ``prune_with`` gives
+    the trials' stages a pruner to ask (its ``should_prune(trial_id, stage, step,
+    metrics)``)."""
 
     def submit(self, trial_id: int, config: dict) -> None: ...
+    def prune_with(self, pruner: Any) -> None: ...
     def running(self) -> int: ...
     def wait(self) -> list[TrialRecord]: ...
     def close(self) -> None: ...
@@ -132,9 +141,13 @@ class LocalRunner:
         self.pipeline = pipeline
         self.cache = cache
         self._queue: list[tuple[int, dict[str, dict[str, Any]]]] = []
+        self._judge: Judge | None = None
 
     def submit(self, trial_id: int, config: dict[str, dict[str, Any]]) -> None:
         self._queue.append((trial_id, config))
+
+    def prune_with(self, pruner: Any) -> None:
+        self._judge = pruner.should_prune
 
     def running(self) -> int:
         return len(self._queue)
@@ -142,7 +155,8 @@ class LocalRunner:
     def wait(self) -> list[TrialRecord]:
         """Run the oldest submitted trial and return its record."""
         trial_id, config = self._queue.pop(0)
-        return [run_trial(self.pipeline, self.pipeline.plan(config), self.cache, trial_id=trial_id)]
+        plans = self.pipeline.plan(config)
+        return [run_trial(self.pipeline, plans, self.cache, trial_id=trial_id, judge=self._judge)]
 
     def close(self) -> None:
         self._queue.clear()

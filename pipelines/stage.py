@@ -32,6 +32,16 @@ class Output:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+class TrialPruned(Exception):
+    """Raised by a stage function that stops early because ``context.should_prune()``
+    said so: the trial ends as ``pruned``, not ``failed``, and what it checkpointed
+    stays cached."""
+
+
+#: Decides whether a trial stops at a step: ``judge(trial_id, stage, step, metrics)``.
+Judge = Callable[[int | None, str, int, dict[str, float]], bool]
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A stage's state after ``step`` steps of its fidelity (:meth:`StageContext.checkpoint`)."""
@@ -57,10 +67,21 @@ class StageContext:
     history: list[dict[str, float]] = field(default_factory=list)
     resume: Checkpoint | None = None
     keep: Callable[[int, Any], None] | None = field(default=None, repr=False)
+    judge: Judge | None = field(default=None, repr=False)
 
     def report(self, step: int, **metrics: float) -> None:
         """Record stepped metrics (e.g. per epoch); they reach the trial's tracking run."""
         self.history.append({"step": step, **{k: float(v) for k, v in metrics.items()}})
+
+    def should_prune(self) -> bool:
+        """Whether the study's pruner stops this trial at the step reported last (then
+        checkpoint first, and ``raise TrialPruned()``); always ``False`` without a
+        pruner or a report."""
+        if self.judge is None or not self.history:
+            return False
+        *_, last = self.history
+        step = int(last["step"])
+        return bool(self.judge(self.trial_id, self.stage, step, last))
 
     def checkpoint(self, step: int, state: Any) -> None:
         """Keep ``state`` as the stage's state after ``step`` steps of its fidelity, so a

@@ -23,6 +23,7 @@ from typing import Any
 
 from memotune.cache import StageCache
 from memotune.pipelines import (
+    FAILED,
     LocalRunner,
     Pipeline,
     Runner,
@@ -34,6 +35,7 @@ from memotune.pipelines import (
 from .budget import PHASE, Budget, ProposalCharge, trial_cost
 from .callbacks import CallbackList, StudyCallback, StudyInfo
 from .journal import DEFAULT_STORAGE, RUNNING, Journal
+from .pruning import Pruner
 from .registry import DEFAULT_TUNER, TunerSpec, tuner_class, tuner_spec
 
 
@@ -116,6 +118,7 @@ class Study:
         callbacks: Sequence[StudyCallback] = (),
         max_consecutive_failures: int = 5,
         tuner_options: dict[str, Any] | None = None,
+        pruner: Pruner | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
@@ -129,6 +132,7 @@ class Study:
         self.workers = workers
         self.callbacks = CallbackList(list(callbacks))
         self.max_consecutive_failures = max_consecutive_failures
+        self.pruner = pruner
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = StudyLock(self.path / "lock", name)
         try:
@@ -159,6 +163,10 @@ class Study:
         if runner is not None:
             self.runner = runner
         restored, rerun = self._restore()
+        if self.pruner is not None:
+            for record in restored:  # a resumed study keeps its rungs
+                self.pruner.observe(record)
+            self.runner.prune_with(self.pruner)
         finished = list(restored)
         self.callbacks.on_study_start(self.info, restored, self.budget)
         stopped = "error"
@@ -215,7 +223,7 @@ class Study:
                 record.info.update(info)
                 self._finish(record)
                 finished.append(record)
-                failures = failures + 1 if not record.completed else 0
+                failures = failures + 1 if record.status == FAILED else 0
             if failures >= self.max_consecutive_failures:
                 return "failures"
 
@@ -231,6 +239,8 @@ class Study:
         self.budget.charge(record)
         self.journal.finish(record, trial_cost(record))
         self.tuner.tell(self._blinded(record))
+        if self.pruner is not None:
+            self.pruner.observe(record)
         self._told.append(record)
         self.callbacks.on_trial_end(self.info, record, self.budget, self.best(self._told))
 
@@ -356,7 +366,7 @@ def space_change(stored: str, current: str) -> str:
 def _trailing_failures(records: list[TrialRecord]) -> int:
     count = 0
     for record in reversed(records):
-        if record.completed:
+        if record.status != FAILED:  # a pruned trial did not fail
             break
         count += 1
     return count

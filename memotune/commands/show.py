@@ -64,14 +64,15 @@ def _run(args: argparse.Namespace) -> None:
         f"{settings.get('direction')} {settings.get('objective')}"
     )
     running = f", {len(study.running)} running" if study.running else ""
-    print(f"trials: {len(study.records)} finished ({study.failed} failed){running}")
+    pruned = f", {study.pruned} pruned" if study.pruned else ""
+    print(f"trials: {len(study.records)} finished ({study.failed} failed{pruned}){running}")
     print(_budget_line(budget))
     if best:
         print(f"\nbest {len(best)} trials")
         print(_best_table(best, settings.get("objective", "objective")))
     else:
         print("\nno completed trials yet")
-    failed = [r for r in study.records if not r.completed]
+    failed = [r for r in study.records if r.failed]
     if failed:
         print(f"\nfailed trials (memotune show {study.name} --trial N for the traceback)")
         print(table(["trial", "stage", "error"], [_failure_row(r) for r in failed]))
@@ -145,10 +146,11 @@ def _as_json(study: StoredStudy, best, budget, cost_headers, cost_rows) -> dict:
         "settings": {k: v for k, v in study.settings.items() if k != "space"},
         "trials": len(study.records),
         "failed": study.failed,
+        "pruned": study.pruned,
         "failures": [
             dict(zip(["trial", "stage", "error"], _failure_row(r), strict=True))
             for r in study.records
-            if not r.completed
+            if r.failed
         ],
         "running": study.running,
         "best": [

@@ -128,7 +128,8 @@ def _run(args: argparse.Namespace) -> None:
         "best_value": result.best_value,
         "best_config": result.best_config,
         "trials": len(result.trials),
-        "failed": sum(not trial.completed for trial in result.trials),
+        "failed": sum(trial.failed for trial in result.trials),
+        "pruned": sum(trial.pruned for trial in result.trials),
         "budget": result.budget,
         "seconds_per_proposal": result.seconds_per_proposal,
     }

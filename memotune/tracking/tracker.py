@@ -170,7 +170,7 @@ class MlflowTracker(StudyCallback):
             tags["stopped"] = stopped
 
         def run() -> None:
-            failed = sum(not r.completed for r in records)
+            failed = sum(r.failed for r in records)
             step = budget_step(points[-1].spent if points else 0.0, self.kind)
             metrics = summary_metrics(budget, len(records), failed)
             self.writer.log_study(

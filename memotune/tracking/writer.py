@@ -215,7 +215,7 @@ class MlflowWriter:
                 self.parent_id,
                 metrics=[Metric(m.key, m.value, stamp, m.step) for m in study_metrics],
             )
-        status = "FINISHED" if record.completed else "FAILED"
+        status = "FAILED" if record.failed else "KILLED" if record.pruned else "FINISHED"
         self.client.set_terminated(run_id, status=status, end_time=stamp)
         self.finished.add(record.trial_id)
 

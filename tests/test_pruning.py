@@ -1,0 +1,125 @@
+"""Early stopping in the study: ASHA prunes, pruned work stays cached and resumable."""
+
+import json
+
+import pytest
+
+from memotune import ASHA, Float, Int, Pipeline, StageCache, TrialPruned, run, stage
+from memotune.cli import main
+from memotune.tuner import Proposal, Tuner
+from memotune.tuner.budget import TRIALS, Budget
+from memotune.tuner.study import Study
+
+#: The learning rates the scripted tuner proposes, in order: the best first.
+RATES = [0.1, 0.3, 0.02, 0.5, 0.12, 0.9]
+
+
+@stage(space={}, version="1", name="prepare")
+def prepare(inputs):
+    return 0.1  # where the loss is lowest
+
+
+@stage(space={"lr": Float(0.01, 1.0), "epochs": Int(1, 9)}, name="train", fidelity="epochs")
+def train(best_lr, lr, epochs, context):
+    """A deterministic stand-in for training: the loss falls with the epochs, to a floor
+    set by how far ``lr`` is from the best one."""
+    start = context.resume.step if context.resume else 0
+    loss = None
+    for epoch in range(start + 1, epochs + 1):
+        loss = (lr - best_lr) ** 2 + 1.0 / epoch
+        context.report(epoch, loss=loss)
+        context.checkpoint(epoch, {"epoch": epoch})
+        if context.should_prune():
+            raise TrialPruned()
+    return {"objective": (lr - best_lr) ** 2 + 1.0 / epochs}
+
+
+pipeline = Pipeline([prepare, train], name="pruning")
+
+
+class Scripted(Tuner):
+    """Proposes the learning rates of ``RATES`` in order, each with 9 epochs."""
+
+    def _propose(self, pending, budget):
+        rate = RATES[(self.told + len(pending)) % len(RATES)]
+        return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
+
+
+def open_study(tmp_path, pruner, trials=6, **options):
+    return Study(
+        pipeline,
+        name="s",
+        budget=Budget(TRIALS, trials),
+        tuner=Scripted,
+        storage=tmp_path / "studies",
+        cache=StageCache(tmp_path / "cache"),
+        pruner=pruner,
+        **options,
+    )
+
+
+def test_asha_stops_the_trials_that_fall_behind_at_a_rung(tmp_path):
+    result = open_study(tmp_path, ASHA("loss", reduction=3), max_consecutive_failures=1).run()
+    statuses = [r.status for r in result.trials]
+    assert statuses[0] == "completed"  # the first to reach each rung is its best
+    assert statuses[1] == "pruned"  # lr 0.3 is behind lr 0.1 at the first rung
+    assert "pruned" in statuses[2:] and "failed" not in statuses
+    pruned = result.trials[1]
+    assert pruned.objective is None
+    assert [h["step"] for h in pruned.stages[-1].history] == [1]
+    assert pruned.stages[-1].error == "pruned after step 1"
+    assert pruned.charged > 0  # it charged the budget for the step it ran
+
+
+def test_a_pruned_trial_is_counted_and_continues_from_where_it_stopped(tmp_path, capsys):
+    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    assert result.trials[1].pruned
+    assert main(["show", "s", "--storage", str(tmp_path / "studies")]) == 0
+    assert "trials: 2 finished (0 failed, 1 pruned)" in capsys.readouterr().out
+    assert main(["show", "s", "--storage", str(tmp_path / "studies"), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["pruned"] == 1 and shown["failed"] == 0
+    again = run(pipeline, result.trials[1].config, cache=StageCache(tmp_path / "cache"))
+    assert again.completed
+    assert again.stages[-1].resumed_from == 1
+    assert [h["step"] for h in again.stages[-1].history] == list(range(1, 10))
+
+
+def test_a_resumed_study_keeps_its_rungs(tmp_path):
+    first = ASHA("loss", reduction=3)
+    before = open_study(tmp_path, first, trials=3).run()
+    assert [r.status for r in before.trials] == ["completed", "pruned", "pruned"]
+    resumed = ASHA("loss", reduction=3)
+    result = open_study(tmp_path, resumed, trials=4).run()
+    assert resumed.rungs[3] == first.rungs[3] and resumed.rungs[9] == first.rungs[9]
+    new = result.trials[3]
+    assert resumed.rungs[1] == {**first.rungs[1], new.trial_id: pytest.approx(0.4**2 + 1.0)}
+    assert new.pruned  # lr 0.5, judged against the three trials before the resume
+
+
+def test_asha_promotes_the_best_third_at_each_rung():
+    asha = ASHA("loss", min_step=1, reduction=3)
+    assert [asha.should_prune(t, "train", 1, {"loss": v}) for t, v in enumerate([5, 4, 6])] == [
+        False,
+        False,  # better than all so far
+        True,
+    ]
+    assert not asha.should_prune(9, "train", 2, {"loss": 100.0})  # 2 is not a rung
+    assert asha.should_prune(10, "train", 3, {"loss": 1.0}) is False
+    assert not asha.should_prune(11, "train", 1, {"other": 1.0})  # not its metric
+    with pytest.raises(ValueError, match="mode"):
+        ASHA("loss", mode="lowest")
+
+
+def test_trials_on_ray_workers_are_pruned_by_one_shared_pruner(ray_session, tmp_path):
+    from memotune.pipelines.ray_runner import RayRunner
+
+    cache = StageCache(tmp_path / "cache")
+    runner = RayRunner(pipeline, cache)
+    result = open_study(tmp_path, ASHA("loss", reduction=3), runner=runner, workers=2).run()
+    statuses = [r.status for r in result.trials]
+    assert "completed" in statuses and "pruned" in statuses and "failed" not in statuses
+    pruned = next(r for r in result.trials if r.pruned)
+    stopped_at = pruned.stages[-1].history[-1]["step"]
+    again = run(pipeline, pruned.config, cache=cache)
+    assert again.stages[-1].resumed_from == stopped_at

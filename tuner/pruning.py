@@ -1,0 +1,85 @@
+"""Stopping unpromising training early: the study's pruner.
+
+A stage with a fidelity reports a metric as it trains (``context.report``)
+and asks ``context.should_prune()`` after each report. The pruner answers
+from what every trial of the study reported at the same step. A pruned
+trial ends as ``pruned``: it charged the budget for the steps it ran, and
+its checkpoints stay in the cache, so a later trial with the same settings
+and more steps continues it instead of starting over.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from memotune.pipelines import TrialRecord
+
+
+class Pruner(Protocol):
+    """What a study's pruner does: answer a stage's ``context.should_prune()``, and learn
+    the reports of finished trials (the study tells it every one, restored ones too)."""
+
+    def should_prune(
+        self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]
+    ) -> bool: ...
+
+    def observe(self, record: TrialRecord) -> None: ...
+
+
+@dataclass
+class ASHA:
+    """Asynchronous successive halving (Li et al., "A System for Massively Parallel
+    Hyperparameter Tuning", MLSys 2020), as Ray Tune's ASHA scheduler and Optuna's
+    ``SuccessiveHalvingPruner`` apply it.
+
+    Rungs lie at ``min_step · reduction^k`` steps. A trial that reaches a rung goes
+    on only while its ``metric`` there is among the best ``1/reduction`` of all
+    values reported at that rung so far (the best one always goes on); otherwise
+    it is pruned. ``mode`` is ``"min"`` or ``"max"``; ``stage`` limits the rule to
+    one stage's reports (default: any stage that reports ``metric``).
+    """
+
+    metric: str
+    mode: str = "min"
+    min_step: int = 1
+    reduction: int = 3
+    stage: str | None = None
+    #: rung step → trial id → the metric it reported there
+    rungs: dict[int, dict[int, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"ASHA mode must be 'min' or 'max', got {self.mode!r}")
+        if self.min_step < 1 or self.reduction < 2:
+            raise ValueError("ASHA needs min_step >= 1 and reduction >= 2")
+
+    def should_prune(
+        self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]
+    ) -> bool:
+        """Record the report and say whether the trial stops here."""
+        value = metrics.get(self.metric)
+        if not self._applies(stage, step, value) or trial_id is None:
+            return False
+        rung = self.rungs.setdefault(step, {})
+        rung[trial_id] = float(value)
+        ranked = sorted(rung.values(), reverse=self.mode == "max")
+        kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
+        return value > kept if self.mode == "min" else value < kept
+
+    def observe(self, record: TrialRecord) -> None:
+        """Take a finished trial's reports into the rungs (so a resumed study keeps them)."""
+        for stage in record.stages:
+            for entry in stage.history:
+                step, value = int(entry.get("step", -1)), entry.get(self.metric)
+                if self._applies(stage.stage, step, value) and record.trial_id is not None:
+                    self.rungs.setdefault(step, {}).setdefault(record.trial_id, float(value))
+
+    def _applies(self, stage: str, step: int, value: float | None) -> bool:
+        if value is None or not math.isfinite(value) or step < self.min_step:
+            return False
+        if self.stage is not None and stage != self.stage:
+            return False
+        rung = math.log(step / self.min_step, self.reduction)
+        return abs(rung - round(rung)) < 1e-9
