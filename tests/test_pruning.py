@@ -3,8 +3,9 @@
 import json
 
 import pytest
+from mlflow import MlflowClient
 
-from memotune import ASHA, Float, Int, Pipeline, StageCache, TrialPruned, run, stage
+from memotune import ASHA, Float, Int, Pipeline, StageCache, TrialPruned, run, stage, tune
 from memotune.cli import main
 from memotune.tuner import Proposal, Tuner
 from memotune.tuner.budget import TRIALS, Budget
@@ -123,3 +124,31 @@ def test_trials_on_ray_workers_are_pruned_by_one_shared_pruner(ray_session, tmp_
     stopped_at = pruned.stages[-1].history[-1]["step"]
     again = run(pipeline, pruned.config, cache=cache)
     assert again.stages[-1].resumed_from == stopped_at
+
+
+def test_mlflow_shows_pruned_trials_as_stopped_with_their_curves(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = tune(
+        pipeline,
+        tuner=Scripted,
+        trials=3,
+        study="tracked",
+        runner="local",
+        progress=False,
+        tracking_uri=uri,
+        storage=tmp_path / "studies",
+        cache=tmp_path / "cache",
+        pruner=ASHA("loss", reduction=3),
+    )
+    assert [r.status for r in result.trials] == ["completed", "pruned", "pruned"]
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
+    trials = {r.data.tags["memotune.trial"]: r for r in runs if "memotune.trial" in r.data.tags}
+    assert [trials[str(r.trial_id)].info.status for r in result.trials] == [
+        "FINISHED",
+        "KILLED",
+        "KILLED",
+    ]
+    stopped = trials[str(result.trials[1].trial_id)].info.run_id
+    curve = client.get_metric_history(stopped, "train.loss")
+    assert [m.step for m in curve] == [1]  # where it stopped
