@@ -77,7 +77,7 @@ class ProgressPrinter(StudyCallback):
                 f"tuner {charge.seconds:.2f}s  {charge.phase or ''}".rstrip()
             )
         elif record.pruned:
-            self._print(f"trial {record.trial_id:>4} pruned ({record.error})  spent {spent}")
+            self._print(f"trial {record.trial_id:>4} {record.error}  spent {spent}")
         else:
             self._print(
                 f"trial {record.trial_id:>4} [red]failed[/red] {escape(record.failure)}  "

@@ -40,8 +40,8 @@ class StageFailed(Exception):
         before: list[StageRecord] | None = None,
         status: str = FAILED,
     ) -> None:
-        verb = "was pruned" if status == PRUNED else "failed"
-        super().__init__(f"stage '{record.stage}' {verb}: {record.error}")
+        reason = record.error if status == PRUNED else f"failed: {record.error}"
+        super().__init__(f"stage '{record.stage}' {reason}")
         self.record = record
         self.trace = trace
         #: records of the stages the same task covered before the failing one

@@ -50,6 +50,21 @@ def test_tune_runs_and_resumes_a_study_from_a_file(tmp_path):
     assert "best accuracy =" in again.stdout
 
 
+def test_tune_prunes_the_fidelity_example_resumes_it_and_show_counts_the_pruned(tmp_path):
+    shutil.copy(REPO / "examples" / "fidelity.py", tmp_path / "fidelity.py")
+    args = ("fidelity.py", "--runner", "local", "--study", "f", "--prune", "valid_loss")
+    first = memotune("tune", *args, "--trials", "8", "--json", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    summary = json.loads(first.stdout)
+    assert summary["pruned"] >= 1 and summary["failed"] == 0
+    assert "pruned after step" in first.stderr  # the progress line of a pruned trial
+    again = memotune("tune", *args, "--trials", "10", "--json", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["trials"] == 10
+    shown = memotune("show", "f", cwd=tmp_path)
+    assert "pruned)" in shown.stdout
+
+
 def test_user_errors_are_one_clear_line(tmp_path):
     (tmp_path / "two.py").write_text(
         "from memotune import Float, Pipeline, stage\n"

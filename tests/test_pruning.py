@@ -69,6 +69,7 @@ def test_asha_stops_the_trials_that_fall_behind_at_a_rung(tmp_path):
     assert pruned.objective is None
     assert [h["step"] for h in pruned.stages[-1].history] == [1]
     assert pruned.stages[-1].error == "pruned after step 1"
+    assert pruned.error == "stage 'train' pruned after step 1"
     assert pruned.charged > 0  # it charged the budget for the step it ran
 
 

@@ -41,6 +41,8 @@ class Observations:
         config = self.pipeline.validate(record.config)
         costs: list[float | None] = [None] * len(self.pipeline.stages)
         for index, stage in enumerate(record.stages):  # a failed stage cost what it measured
+            if record.pruned and stage.error is not None:
+                continue  # stopped early: what it cost says little of a whole run
             # a continued stage: what it costs from scratch, as a cache hit reports it
             costs[index] = max(float(stage.cost + stage.resumed_cost), MIN_COST)
         value = None
