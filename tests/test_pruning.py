@@ -153,3 +153,27 @@ def test_mlflow_shows_pruned_trials_as_stopped_with_their_curves(tmp_path):
     stopped = trials[str(result.trials[1].trial_id)].info.run_id
     curve = client.get_metric_history(stopped, "train.loss")
     assert [m.step for m in curve] == [1]  # where it stopped
+
+
+class Continuing(Tuner):
+    """lr 0.1 for 3 epochs, lr 0.3 for 9 (pruned at step 1), lr 0.1 for 9 (continues from
+    epoch 3), lr 0.3 for 2 (continues from the pruned trial's epoch 1)."""
+
+    PLAN = [(0.1, 3), (0.3, 9), (0.1, 9), (0.3, 2)]
+
+    def _propose(self, pending, budget):
+        lr, epochs = self.PLAN[(self.told + len(pending)) % len(self.PLAN)]
+        return Proposal({"prepare": {}, "train": {"lr": lr, "epochs": epochs}})
+
+
+def test_a_bench_run_counts_pruned_trials_and_the_epochs_continuation_saved():
+    from memotune.bench import run_one
+    from memotune.tuner import tuner_spec
+
+    spec = tuner_spec(Continuing)
+    pruned = run_one(lambda: pipeline, f"{spec}+asha", 0, None, 4, pruner=ASHA("loss"))
+    assert pruned.tuner == f"{spec}+asha"
+    assert (pruned.trials, pruned.pruned, pruned.failed) == (4, 1, 0)
+    assert pruned.continued_steps == 3 + 1
+    plain = run_one(lambda: pipeline, spec, 0, None, 4, pruner=ASHA("loss"))
+    assert (plain.pruned, plain.continued_steps) == (0, 3 + 2)  # its pruner is not used

@@ -115,7 +115,9 @@ class MemoTuner(EEIPU):
 
     def _observe(self, record: TrialRecord) -> None:
         super()._observe(record)
-        self.effort.observe_trial(max(record.charged, self._floor()))
+        # a pruned trial was cheap because it was stopped: it earns at what it charged
+        floor = 0.0 if record.pruned else self._floor()
+        self.effort.observe_trial(max(record.charged, floor))
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by

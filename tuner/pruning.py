@@ -16,6 +16,9 @@ from typing import Protocol
 
 from memotune.pipelines import TrialRecord
 
+#: ``memotune bench`` runs a tuner listed as ``NAME+asha`` as NAME with its ``--prune`` pruner.
+PRUNED_SUFFIX = "+asha"
+
 
 class Pruner(Protocol):
     """What a study's pruner does: answer a stage's ``context.should_prune()``, and learn

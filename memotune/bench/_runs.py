@@ -21,6 +21,7 @@ from typing import Any
 from memotune.cache import StageCache
 from memotune.pipelines import Pipeline, TrialRecord, best_trial
 from memotune.tuner.budget import Budget, ProposalCharge
+from memotune.tuner.pruning import PRUNED_SUFFIX, Pruner
 from memotune.tuner.registry import TunerSpec, tuner_spec
 from memotune.tuner.study import Study
 
@@ -56,6 +57,9 @@ class RunResult:
     tuner_seconds: float
     proposals: int
     curve: list[tuple[float, float | None, float | None]] = field(default_factory=list)
+    pruned: int = 0
+    #: fidelity steps (epochs) that trials took from cached checkpoints instead of running
+    continued_steps: int = 0
 
     @property
     def seconds_per_proposal(self) -> float:
@@ -119,12 +123,14 @@ def run_one(
     trials: int | None,
     tuner_options: dict[str, Any] | None = None,
     workers: int = 1,
+    pruner: Pruner | None = None,
 ) -> RunResult:
     """One study of one tuner and seed, in a fresh folder and cache.
 
     With ``workers > 1`` the study keeps that many trials in flight: each
     proposal is made while the others are still pending (the in-process runner
     runs them in turn, so the comparison is per unit of budget, not of time).
+    A tuner named ``NAME+asha`` runs as ``NAME`` with ``pruner``.
     """
     import torch
 
@@ -132,7 +138,13 @@ def run_one(
     torch.set_num_threads(1)  # runs go side by side: one thread each
     pipeline = factory()
     spend = Budget.for_pipeline(pipeline, budget=budget, trials=trials)
-    name = tuner_spec(tuner)
+    label = tuner if isinstance(tuner, str) else tuner_spec(tuner)
+    if isinstance(tuner, str) and tuner.endswith(PRUNED_SUFFIX):
+        if pruner is None:
+            raise ValueError(f"{tuner} needs a pruner (memotune bench --prune METRIC)")
+        tuner = tuner.removesuffix(PRUNED_SUFFIX)
+    else:
+        pruner = None
     with tempfile.TemporaryDirectory(prefix="memotune-bench-") as folder:
         try:
             result = Study(
@@ -146,6 +158,7 @@ def run_one(
                 max_consecutive_failures=10**9,
                 tuner_options=tuner_options,
                 workers=workers,
+                pruner=pruner,
             ).run()
         finally:
             torch.set_num_threads(threads)
@@ -154,10 +167,10 @@ def run_one(
     warmup_best = best_trial(records[:warmup], pipeline.maximize)
     charges = [c for c in map(ProposalCharge.from_record, records) if c.proposed]
     return RunResult(
-        tuner=tuner if isinstance(tuner, str) else name,
+        tuner=label,
         seed=seed,
         trials=len(records),
-        failed=sum(not r.completed for r in records),
+        failed=sum(r.failed for r in records),
         best=result.best_value,
         test=score_on_test(pipeline, result.best_trial),
         warmup=warmup,
@@ -166,6 +179,8 @@ def run_one(
         tuner_seconds=sum(c.seconds for c in charges),
         proposals=len(charges),
         curve=anytime(pipeline, records, spend),
+        pruned=sum(r.pruned for r in records),
+        continued_steps=sum(s.resumed_from or 0 for r in records for s in r.stages),
     )
 
 
@@ -180,6 +195,7 @@ def compare(
     tuner_options: dict[str, dict[str, Any]] | None = None,
     on_result: Callable[[RunResult | RunFailure], None] | None = None,
     workers: int = 1,
+    pruner: Pruner | None = None,
 ) -> tuple[list[RunResult], list[RunFailure]]:
     """Run every tuner on every seed; ``on_result`` hears each run as it ends.
 
@@ -190,6 +206,7 @@ def compare(
     :class:`RunFailure` and the others go on. Interrupted (Ctrl-C, or SIGTERM
     raised as an interrupt), the running runs are stopped at once and the
     interrupt goes on up; ``on_result`` has heard every run that finished.
+    A tuner listed as ``NAME+asha`` runs as NAME with ``pruner`` (a fresh copy per run).
     """
     names = [t if isinstance(t, str) else tuner_spec(t) for t in tuners]
     jobs = [(t, s) for s in seeds for t in names]
@@ -200,7 +217,10 @@ def compare(
     others = set(multiprocessing.active_children())  # the caller's, left alone on interrupt
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
         futures = {
-            pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers): (t, s)
+            pool.submit(run_one, factory, t, s, budget, trials, options.get(t), workers, pruner): (
+                t,
+                s,
+            )
             for t, s in jobs
         }
         try:

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from memotune.commands import _pruning
 from memotune.loading import load_pipeline
+from memotune.tuner.pruning import PRUNED_SUFFIX
 from memotune.tuner.registry import tuner_class
 
 EXAMPLES = """examples:
@@ -25,6 +27,8 @@ EXAMPLES = """examples:
   memotune bench --table peers.json memo-rerun.json --json merged.json   # one table from two
   memotune bench --pipeline examples/language.py --tuners memo,eeipu --seeds 5 --first-seed 5 \
       --budget 120 --json more-seeds.json   # seeds 5..9, to join with --table
+  memotune bench --pipeline examples/fidelity.py --tuners memo,memo+asha,tpe+asha \
+      --prune valid_loss --seeds 5 --budget 60   # with and without early stopping
 """
 
 
@@ -95,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="also draw the incumbent's test score against budget spent (png, svg or pdf)",
     )
+    _pruning.add_arguments(parser, "the trials of the tuners listed as NAME+asha")
     parser.set_defaults(handler=_run)
 
 
@@ -118,8 +123,11 @@ def _run(args: argparse.Namespace) -> None:
         raise ValueError("memotune bench needs --pipeline and --budget or --trials (or --table)")
     started = time.time()
     tuners = [t.strip() for t in args.tuners.split(",") if t.strip()]
+    pruner = _pruning.pruner(args)
     for name in tuners:
-        tuner_class(name)  # unknown or unavailable tuners fail before anything runs
+        if name.endswith(PRUNED_SUFFIX) and pruner is None:
+            raise ValueError(f"{name} runs with early stopping: give --prune METRIC")
+        tuner_class(name.removesuffix(PRUNED_SUFFIX))  # unknown or unavailable ones fail now
     reference = args.reference or (tuners[0] if tuners else None)
     if reference not in tuners:
         raise ValueError(f"--reference {reference!r} is not one of --tuners ({args.tuners})")
@@ -178,6 +186,7 @@ def _run(args: argparse.Namespace) -> None:
             processes=args.processes,
             on_result=finished,
             workers=args.workers,
+            pruner=pruner,
         )
     except KeyboardInterrupt:
         kept = f"; they are in {args.json}" if args.json and results else ""

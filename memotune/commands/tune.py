@@ -7,10 +7,10 @@ import json
 
 from memotune.api import tune
 from memotune.cache import DEFAULT_ROOT
+from memotune.commands import _pruning
 from memotune.loading import load_pipeline
 from memotune.runners import CONNECT_TIMEOUT_SECONDS, RUNNERS
 from memotune.tuner.journal import DEFAULT_STORAGE
-from memotune.tuner.pruning import ASHA
 from memotune.tuner.registry import DEFAULT_TUNER, TUNERS
 
 EXAMPLES = """examples:
@@ -101,37 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="MLflow store or server (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)",
     )
     tracking.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
-    pruning = parser.add_argument_group(
-        "early stopping", "ASHA on a metric that a stage with a fidelity reports as it trains"
-    )
-    pruning.add_argument(
-        "--prune",
-        metavar="METRIC[:max]",
-        help="stop trials whose METRIC falls behind at a rung (minimized; METRIC:max maximizes)",
-    )
-    pruning.add_argument(
-        "--prune-min-step", type=int, default=1, help="the first rung's step (default 1)"
-    )
-    pruning.add_argument(
-        "--prune-reduction",
-        type=int,
-        default=3,
-        help="rungs every this many times more steps; the best 1/this goes on (default 3)",
-    )
+    _pruning.add_arguments(parser, "trials")
     parser.add_argument("--json", action="store_true", help="print the result as JSON at the end")
     parser.set_defaults(handler=_run)
-
-
-def _pruner(args: argparse.Namespace) -> ASHA | None:
-    if not args.prune:
-        return None
-    metric, _, mode = args.prune.partition(":")
-    return ASHA(
-        metric,
-        mode=mode or "min",
-        min_step=args.prune_min_step,
-        reduction=args.prune_reduction,
-    )
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -153,7 +125,7 @@ def _run(args: argparse.Namespace) -> None:
         max_consecutive_failures=args.max_failures,
         tracking=not args.no_tracking,
         tracking_uri=args.tracking_uri,
-        pruner=_pruner(args),
+        pruner=_pruning.pruner(args),
     )
     summary = {
         "study": result.study,
