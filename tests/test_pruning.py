@@ -32,10 +32,10 @@ def train(best_lr, lr, epochs, context):
         context.checkpoint(epoch, {"epoch": epoch})
         if context.should_prune():
             raise TrialPruned()
-    return {"objective": (lr - best_lr) ** 2 + 1.0 / epochs}
+    return {"loss": (lr - best_lr) ** 2 + 1.0 / epochs}
 
 
-pipeline = Pipeline([prepare, train], name="pruning")
+pipeline = Pipeline([prepare, train], objective="loss", direction="minimize", name="pruning")
 
 
 class Scripted(Tuner):
@@ -177,3 +177,18 @@ def test_a_bench_run_counts_pruned_trials_and_the_epochs_continuation_saved():
     assert pruned.continued_steps == 3 + 1
     plain = run_one(lambda: pipeline, spec, 0, None, 4, pruner=ASHA("loss"))
     assert (plain.pruned, plain.continued_steps) == (0, 3 + 2)  # its pruner is not used
+
+
+def test_the_tuner_sees_a_trial_pruned_in_the_last_stage_at_the_fidelity_it_reached(tmp_path):
+    from memotune.tuner.memo import MemoTuner
+
+    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    pruned = result.trials[1]
+    assert pruned.pruned and pruned.config["train"]["epochs"] == 9
+    tuner = MemoTuner(pipeline, seed=0)
+    for record in result.trials:
+        tuner.tell(record)
+    seen = tuner.observations.items[1]
+    assert seen.config == {"prepare": {}, "train": {"lr": 0.3, "epochs": 1}}
+    assert seen.value == pytest.approx(-(0.2**2 + 1.0))  # minimized: larger is better
+    assert seen.stage_costs[1] == pytest.approx(pruned.stages[1].cost)

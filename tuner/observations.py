@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from memotune.pipelines import Pipeline, TrialRecord, canonical_json
+from memotune.pipelines import ConfigError, Pipeline, TrialRecord, canonical_json
 
 from .encoding import SpaceEncoder
 
@@ -39,15 +39,19 @@ class Observations:
 
     def add(self, record: TrialRecord) -> None:
         config = self.pipeline.validate(record.config)
+        objective = record.objective if record.completed else None
+        stopped = stopped_at(self.pipeline, record)
+        if stopped is not None:  # seen, exactly, at the fidelity where it stopped
+            config, objective = stopped
         costs: list[float | None] = [None] * len(self.pipeline.stages)
         for index, stage in enumerate(record.stages):  # a failed stage cost what it measured
-            if record.pruned and stage.error is not None:
+            if record.pruned and stage.error is not None and stopped is None:
                 continue  # stopped early: what it cost says little of a whole run
             # a continued stage: what it costs from scratch, as a cache hit reports it
             costs[index] = max(float(stage.cost + stage.resumed_cost), MIN_COST)
         value = None
-        if record.completed and record.objective is not None:
-            value = record.objective if self.pipeline.maximize else -record.objective
+        if objective is not None:
+            value = objective if self.pipeline.maximize else -objective
         self.items.append(
             Observation(
                 config=config,
@@ -112,3 +116,24 @@ class Observations:
                 if key not in best or o.value > best[key]:
                     best[key] = o.value
         return best
+
+
+def stopped_at(pipeline: Pipeline, record: TrialRecord) -> tuple[dict, float] | None:
+    """A pruned trial whose stopped stage is the pipeline's last and reported the objective
+    at its last step: its configuration at that step's fidelity and that objective (what
+    the trial would have returned, had it asked for that fidelity); else ``None``."""
+    if not record.pruned or len(record.stages) != len(pipeline.stages):
+        return None
+    last, stage = pipeline.stages[-1], record.stages[-1]
+    if last.fidelity is None or not stage.history:
+        return None
+    *_, report = stage.history
+    value = report.get(pipeline.objective)
+    if value is None or not math.isfinite(value):
+        return None
+    config = {name: dict(params) for name, params in record.config.items()}
+    config[last.name][last.fidelity] = int(report["step"])
+    try:
+        return pipeline.validate(config), float(value)
+    except ConfigError:  # a step outside the fidelity's range
+        return None
