@@ -37,6 +37,8 @@ from memotune.pipelines import (
     Output,
     Param,
     Stage,
+    StageContext,
+    TrialPruned,
     check_settings,
     factory_version,
 )
@@ -167,27 +169,41 @@ def classifier_stage(
     fixed: dict[str, Any] | None = None,
     name: str = "train",
     threads: int = 1,
+    fidelity: bool = False,
 ) -> Stage:
     """A stage that trains ``make_model(**model settings)`` on :class:`PreparedImages`.
 
     Settings named in :data:`TRAIN_DEFAULTS` (``lr``, ``epochs``,
     ``batch_size``, ``weight_decay``, ``seed``) drive training; any other is a
     keyword argument of ``make_model``.
+
+    With ``fidelity``, ``epochs`` (searched) is the stage's fidelity: after every
+    epoch it reports ``train_loss`` and the validation ``valid_nll`` (one view, no
+    temperature), keeps a checkpoint (weights, optimizer, shuffling and random
+    state), and stops if the study's pruner says so; a run with more epochs goes
+    on from the deepest cached checkpoint, with the result of training from scratch.
     """
     fixed = check_settings(name, space, fixed)
 
-    def train(data: PreparedImages, **params: Any) -> Output:
+    def train(
+        data: PreparedImages, *, context: StageContext | None = None, **params: Any
+    ) -> Output:
         settings = {**TRAIN_DEFAULTS, **fixed, **params}
         model_kwargs = {k: v for k, v in settings.items() if k not in TRAIN_DEFAULTS}
         with limited_threads(threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(settings["seed"])
             model = make_model(**model_kwargs)
-            history = _fit(model, data, settings)
+            history = _fit(model, data, settings, context if fidelity else None)
         trained = TrainedClassifier(model.state_dict(), model_kwargs, data, history)
-        return Output(trained, metrics={"train_loss": history[-1]["train_loss"]}, history=history)
+        metrics = {"train_loss": history[-1]["train_loss"]}
+        if fidelity and context is not None:  # the reports are in the context already
+            return Output(trained, metrics=metrics)
+        return Output(trained, metrics=metrics, history=history)
 
     version = factory_version([sys.modules[__name__], make_model], fixed)
-    return Stage(train, space=space, name=name, version=version)
+    return Stage(
+        train, space=space, name=name, version=version, fidelity="epochs" if fidelity else None
+    )
 
 
 def tta_stage(
@@ -247,17 +263,31 @@ def _normalized(images: np.ndarray, mean: np.ndarray | float, std: np.ndarray | 
     return ((images - mean) / std).astype(np.float32)[:, None]
 
 
-def _fit(model: nn.Module, data: PreparedImages, settings: dict[str, Any]) -> list[dict]:
-    """AdamW over shuffled mini-batches (a seeded generator); one history row per epoch."""
+def _fit(
+    model: nn.Module,
+    data: PreparedImages,
+    settings: dict[str, Any],
+    context: StageContext | None = None,
+) -> list[dict]:
+    """AdamW over shuffled mini-batches (a seeded generator); one history row per epoch.
+    With a ``context``: from its checkpoint if it has one, reporting, checkpointing and
+    asking whether to stop after every epoch."""
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"])
     )
     images, labels = torch.from_numpy(data.x_train), torch.from_numpy(data.y_train)
     generator = torch.Generator().manual_seed(int(settings["seed"]))
     batch = int(settings["batch_size"])
-    history = []
+    history, start = [], 0
+    if context is not None and context.resume is not None:
+        state = context.resume.state
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["rng"])
+        history, start = list(state["history"]), context.resume.step
     model.train()
-    for epoch in range(int(settings["epochs"])):
+    for epoch in range(start, int(settings["epochs"])):
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for start in range(0, len(order), batch):
@@ -268,5 +298,30 @@ def _fit(model: nn.Module, data: PreparedImages, settings: dict[str, Any]) -> li
             optimizer.step()
             total += loss.item() * len(index)
         history.append({"step": epoch + 1, "train_loss": total / len(order)})
+        if context is not None:
+            _report_and_keep(model, optimizer, generator, data, history, context)
     model.eval()
     return history
+
+
+def _report_and_keep(model, optimizer, generator, data, history, context: StageContext) -> None:
+    """After an epoch: report it with the validation NLL, keep a checkpoint, and stop
+    (``TrialPruned``) if the study's pruner says so."""
+    model.eval()
+    with torch.no_grad():
+        images = data.normalize(data.splits.x_valid.astype(np.float32))
+        labels = torch.from_numpy(data.splits.y_valid.astype(np.int64))
+        valid_nll = F.cross_entropy(model(images), labels).item()
+    model.train()
+    *_, last = history
+    context.report(last["step"], train_loss=last["train_loss"], valid_nll=valid_nll)
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "rng": torch.get_rng_state(),
+        "history": list(history),
+    }
+    context.checkpoint(last["step"], state)
+    if context.should_prune():
+        raise TrialPruned()

@@ -150,3 +150,51 @@ def test_a_ray_worker_continues_a_checkpoint_another_worker_kept(ray_session, tm
     assert [h["step"] for h in trained(continued).history] == list(range(1, 7))
     scratch = run(pipeline, config(6), cache=StageCache(tmp_path / "scratch"))
     assert continued.objective == scratch.objective
+
+
+def test_the_vision_classifier_continues_from_its_checkpoints_as_if_from_scratch(tmp_path):
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    from memotune.stages.vision import (
+        ImageSplits,
+        SmallCNN,
+        augment_stage,
+        classifier_stage,
+        tta_stage,
+    )
+
+    digits = load_digits()
+    images, labels = digits.images[:300], digits.target[:300]
+    splits = ImageSplits(images[:200], labels[:200], images[200:250], labels[200:250],
+                         images[250:], labels[250:])  # fmt: skip
+    classifier = classifier_stage(
+        SmallCNN,
+        space={"epochs": Int(1, 6), "lr": Float(1e-3, 3e-2, log=True)},
+        fixed={"batch_size": 32},
+        fidelity=True,
+    )
+    vision = Pipeline(
+        [augment_stage(), classifier, tta_stage(SmallCNN)],
+        objective="nll",
+        direction="minimize",
+        inputs=splits,
+        name="vision-fidelity",
+    )
+
+    def setting(epochs):
+        return {
+            "preprocess": {"shifts": 0, "normalize": "scale"},
+            "train": {"epochs": epochs, "lr": 0.01},
+            "postprocess": {"views": 1, "temperature": 1.0},
+        }
+
+    cache = StageCache(tmp_path / "cache")
+    run(vision, setting(2), cache=cache)
+    continued = run(vision, setting(5), cache=cache)
+    scratch = run(vision, setting(5), cache=StageCache(tmp_path / "scratch"))
+    assert continued.stages[1].resumed_from == 2 and scratch.stages[1].resumed_from is None
+    assert [h["step"] for h in continued.stages[1].history] == [1, 2, 3, 4, 5]
+    assert continued.objective == scratch.objective
+    assert continued.stages[1].history == scratch.stages[1].history
+    assert np.isfinite(continued.stages[1].history[-1]["valid_nll"])
