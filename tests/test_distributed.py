@@ -161,6 +161,7 @@ def test_a_killed_worker_is_restarted_from_the_last_checkpoint(ray_session, tmp_
     assert "val_loss" in trained.history[-1]
 
 
+@pytest.mark.slow  # 40 s; nested DDP in a Ray task and prefix reuse are tested apart above
 def test_digits_example_reuses_the_cached_preprocessing(ray_session, tmp_path):
     """Two configurations share the preprocessing settings. The in-process runner
     (``memotune.run``) computes the first; the Ray runner, on the same cache, runs

@@ -34,7 +34,12 @@ PIPELINES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(PIPELINES))
+@pytest.mark.parametrize(
+    "name",
+    # vision stands for the three in `make test` (each takes 20-30 s; all: `make test-all`);
+    # every bench pipeline runs a configuration in test_bench_pipelines.py
+    [pytest.param(n, marks=[] if n == "vision" else pytest.mark.slow) for n in sorted(PIPELINES)],
+)
 def test_each_paper_pipeline_tunes_from_the_cli(tmp_path, name):
     trials = 6
     done = subprocess.run(
