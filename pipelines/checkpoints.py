@@ -90,14 +90,14 @@ def keeper(
     before = resumed.cost if resumed is not None else 0.0
 
     def keep(step: int, state: Any) -> None:
-        seconds = time.perf_counter() - started
+        cost = before + time.perf_counter() - started  # from scratch to this step
         params = _at(plan, step)
         link = {
             "stage": plan.stage.name + TAG,
             "version": plan.stage.version,
             "params": params,
-            "cost": before + seconds,
-            "compute_seconds": before + seconds,
+            "cost": cost,
+            "compute_seconds": cost,
         }
         try:
             cache.put(
@@ -109,8 +109,8 @@ def keeper(
                 parent_key=plan.parent_key,
                 lineage=checkpoint_lineage(plan),
                 chain=[*chain, link],
-                cost=before + seconds,
-                compute_seconds=before + seconds,
+                cost=cost,
+                compute_seconds=cost,
             )
         except Exception as error:  # noqa: BLE001 - an unstorable state must not fail the run
             warnings.warn(

@@ -144,6 +144,9 @@ def execute_stage(
     kwargs = dict(plan.params)
     context = None
     resumed = checkpoints.nearest(cache, plan) if stage.fidelity else None
+    continued = (
+        {"resumed_from": resumed.checkpoint.step, "resumed_cost": resumed.cost} if resumed else {}
+    )
     if stage.takes_context:
         context = StageContext(stage.name, plan.key, trial_id, str(workdir_for(cache, plan.key)))
         if stage.fidelity:
@@ -170,10 +173,8 @@ def execute_stage(
             cost=seconds,
             error=reason,
             history=history,
+            **continued,
         )
-        if resumed is not None:
-            record.resumed_from = resumed.checkpoint.step
-            record.resumed_cost = resumed.cost
         record.charged = pipeline.charge(record)
         raise StageFailed(record, _user_traceback(error), status=status) from error
     seconds = time.perf_counter() - started
@@ -186,10 +187,8 @@ def execute_stage(
         metrics=metrics,
         history=(context.history if context else []) + history,
         node=node_name(),
+        **continued,
     )
-    if resumed is not None:
-        record.resumed_from = resumed.checkpoint.step
-        record.resumed_cost = resumed.cost
     record.charged = pipeline.charge(record)
     if cache is not None and stage.cache:
         _store(cache, plan, value, record, chain + [chain_link(plan, record)])
