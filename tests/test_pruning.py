@@ -1,6 +1,7 @@
 """Early stopping in the study: ASHA prunes, pruned work stays cached and resumable."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -10,6 +11,8 @@ from memotune.cli import main
 from memotune.tuner import Proposal, Tuner
 from memotune.tuner.budget import TRIALS, Budget
 from memotune.tuner.study import Study
+
+FIDELITY_EXAMPLE = str(Path(__file__).resolve().parents[1] / "examples" / "fidelity.py")
 
 #: The learning rates the scripted tuner proposes, in order: the best first.
 RATES = [0.1, 0.3, 0.02, 0.5, 0.12, 0.9]
@@ -192,3 +195,27 @@ def test_the_tuner_sees_a_trial_pruned_in_the_last_stage_at_the_fidelity_it_reac
     assert seen.config == {"prepare": {}, "train": {"lr": 0.3, "epochs": 1}}
     assert seen.value == pytest.approx(-(0.2**2 + 1.0))  # minimized: larger is better
     assert seen.stage_costs[1] == pytest.approx(pruned.stages[1].cost)
+
+
+def test_ray_tunes_asha_runs_as_a_bench_peer_on_the_same_budget(tmp_path):
+    """Ray Tune's ASHA with Optuna's TPE, run live by ``memotune bench``: it stops trials,
+    charges what they ran and stops proposing once the budget is spent."""
+    out = tmp_path / "peer.json"
+    argv = ["bench", "--pipeline", FIDELITY_EXAMPLE, "--tuners", "raytune+asha"]
+    argv += ["--prune", "valid_loss", "--seeds", "1", "--budget", "4", "--processes", "1"]
+    assert main([*argv, "--json", str(out)]) == 0
+    (run,) = json.loads(out.read_text())["runs"]
+    assert run["tuner"] == "raytune+asha" and run["failed"] == 0
+    assert run["trials"] > 10 and 0 < run["pruned"] < run["trials"]
+    assert run["continued_steps"] == 0  # no cache: nothing is continued
+    assert run["test"] is not None and run["best"] is not None
+    spent = run["budget"]
+    assert 4.0 <= spent["spent"] < 4.0 + 1.0  # the trial that crossed the line finishes
+    assert spent["cache_loads"] == 0.0 and 0 < spent["tuner"] < 0.1 * spent["spent"]
+    assert run["proposals"] == run["trials"]
+
+
+def test_ray_tunes_asha_needs_the_metric_to_prune_on(capsys):
+    argv = ["bench", "--pipeline", FIDELITY_EXAMPLE, "--tuners", "raytune+asha", "--budget", "4"]
+    assert main(argv) == 2
+    assert "raytune+asha runs with early stopping: give --prune METRIC" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The comparison harness behind ``memotune bench``: every tuner on the same pipeline,
-seeds and budget, judged by the test score of the incumbent a user would pick.
+seeds and budget (Ray Tune's ASHA too, as the peer ``RAY_TUNE``), judged by the test
+score of the incumbent a user would pick.
 
 ``compare`` runs the studies (each in its own process, folder and cache),
 ``summarize`` makes the table (test score, the paper's gain since warm-up,
@@ -13,6 +14,7 @@ times. See ``memotune.bench._stats`` for the definitions.
 from ._merge import merge_tables
 from ._plot import anytime_curves, plot_summary
 from ._provenance import provenance
+from ._raytune import RAY_TUNE
 from ._runs import (
     WARMUP_TRIALS,
     RunFailure,
@@ -26,6 +28,7 @@ from ._stats import paired, relative_gain, summarize, wilcoxon_p
 from ._table import format_table
 
 __all__ = [
+    "RAY_TUNE",
     "WARMUP_TRIALS",
     "RunFailure",
     "RunResult",

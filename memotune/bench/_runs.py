@@ -25,6 +25,8 @@ from memotune.tuner.pruning import PRUNED_SUFFIX, Pruner
 from memotune.tuner.registry import TunerSpec, tuner_spec
 from memotune.tuner.study import Study
 
+from ._raytune import RAY_TUNE, run_ray_tune
+
 PipelineFactory = Callable[[], Pipeline]
 
 #: Warm-up trials assumed for tuners that do not mark a warm-up phase (random, TPE):
@@ -145,12 +147,51 @@ def run_one(
         tuner = tuner.removesuffix(PRUNED_SUFFIX)
     else:
         pruner = None
+    try:
+        if label == RAY_TUNE:
+            records = run_ray_tune(factory, seed, spend, pruner)
+        else:
+            records = _study(pipeline, tuner, seed, spend, tuner_options, workers, pruner)
+    finally:
+        torch.set_num_threads(threads)
+    warmup = warmup_length(records)
+    warmup_best = best_trial(records[:warmup], pipeline.maximize)
+    incumbent = best_trial(records, pipeline.maximize)
+    charges = [c for c in map(ProposalCharge.from_record, records) if c.proposed]
+    return RunResult(
+        tuner=label,
+        seed=seed,
+        trials=len(records),
+        failed=sum(r.failed for r in records),
+        best=incumbent.objective if incumbent else None,
+        test=score_on_test(pipeline, incumbent),
+        warmup=warmup,
+        warmup_best=warmup_best.objective if warmup_best else None,
+        budget=_spent(spend, records),
+        tuner_seconds=sum(c.seconds for c in charges),
+        proposals=len(charges),
+        curve=anytime(pipeline, records, spend),
+        pruned=sum(r.pruned for r in records),
+        continued_steps=sum(s.resumed_from or 0 for r in records for s in r.stages),
+    )
+
+
+def _study(
+    pipeline: Pipeline,
+    tuner: TunerSpec,
+    seed: int,
+    budget: Budget,
+    tuner_options: dict[str, Any] | None,
+    workers: int,
+    pruner: Pruner | None,
+) -> list[TrialRecord]:
+    """The trials of one memotune study, in a fresh folder and cache."""
     with tempfile.TemporaryDirectory(prefix="memotune-bench-") as folder:
-        try:
-            result = Study(
+        return (
+            Study(
                 pipeline,
                 name=f"run-{seed}",
-                budget=spend,
+                budget=budget,
                 tuner=tuner,
                 seed=seed,
                 storage=Path(folder) / "studies",
@@ -159,29 +200,17 @@ def run_one(
                 tuner_options=tuner_options,
                 workers=workers,
                 pruner=pruner,
-            ).run()
-        finally:
-            torch.set_num_threads(threads)
-    records = result.trials
-    warmup = warmup_length(records)
-    warmup_best = best_trial(records[:warmup], pipeline.maximize)
-    charges = [c for c in map(ProposalCharge.from_record, records) if c.proposed]
-    return RunResult(
-        tuner=label,
-        seed=seed,
-        trials=len(records),
-        failed=sum(r.failed for r in records),
-        best=result.best_value,
-        test=score_on_test(pipeline, result.best_trial),
-        warmup=warmup,
-        warmup_best=warmup_best.objective if warmup_best else None,
-        budget=result.budget,
-        tuner_seconds=sum(c.seconds for c in charges),
-        proposals=len(charges),
-        curve=anytime(pipeline, records, spend),
-        pruned=sum(r.pruned for r in records),
-        continued_steps=sum(s.resumed_from or 0 for r in records for s in r.stages),
-    )
+            )
+            .run()
+            .trials
+        )
+
+
+def _spent(budget: Budget, records: Sequence[TrialRecord]) -> dict[str, float]:
+    """What ``records`` charged ``budget``, as its summary reports it."""
+    charged = budget.fresh()
+    charged.charge_all(records)
+    return charged.summary()
 
 
 def compare(

@@ -27,8 +27,8 @@ EXAMPLES = """examples:
   memotune bench --table peers.json memo-rerun.json --json merged.json   # one table from two
   memotune bench --pipeline examples/language.py --tuners memo,eeipu --seeds 5 --first-seed 5 \
       --budget 120 --json more-seeds.json   # seeds 5..9, to join with --table
-  memotune bench --pipeline examples/fidelity.py --tuners memo,memo+asha,tpe+asha \
-      --prune valid_loss --seeds 5 --budget 60   # with and without early stopping
+  memotune bench --pipeline examples/fidelity.py --tuners memo,memo+asha,tpe+asha,raytune+asha \
+      --prune valid_loss --seeds 5 --budget 60   # with and without early stopping; Ray Tune's ASHA
 """
 
 
@@ -64,7 +64,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tuners",
         default="memo,eeipu,ei,eips,carbo,ms-carbo,random",
         help="comma-separated: registered names or Tuner classes as package.module:Class or "
-        "path/to/file.py:Class",
+        "path/to/file.py:Class; NAME+asha runs NAME with --prune's early stopping, and "
+        "raytune+asha is Ray Tune's ASHA scheduler with Optuna's TPE as its searcher, on "
+        "the same budget (no stage cache)",
     )
     parser.add_argument(
         "--reference",
@@ -106,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> None:
     # torch, scipy, rich and matplotlib: only when benchmarking
     from memotune.bench import (
+        RAY_TUNE,
         RunFailure,
         RunResult,
         compare,
@@ -127,7 +130,8 @@ def _run(args: argparse.Namespace) -> None:
     for name in tuners:
         if name.endswith(PRUNED_SUFFIX) and pruner is None:
             raise ValueError(f"{name} runs with early stopping: give --prune METRIC")
-        tuner_class(name.removesuffix(PRUNED_SUFFIX))  # unknown or unavailable ones fail now
+        if name != RAY_TUNE:
+            tuner_class(name.removesuffix(PRUNED_SUFFIX))  # unknown or unavailable ones fail now
     reference = args.reference or (tuners[0] if tuners else None)
     if reference not in tuners:
         raise ValueError(f"--reference {reference!r} is not one of --tuners ({args.tuners})")
