@@ -22,6 +22,9 @@ best models near 90% accuracy, so it stays far above 0); the test metric,
 the tuner never sees. Configurations that share the preprocessing and
 training settings share the trained network and differ only in
 post-processing.
+
+``examples/vision.py:epochs`` is the same pipeline with an epochs fidelity, for
+early stopping and for continuing training from the cache.
 """
 
 import numpy as np
@@ -59,17 +62,15 @@ def load_splits() -> ImageSplits:
     return split().take(ImageSplits, noisy_digits(), load_digits().target)
 
 
+TRAIN_SPACE = {
+    "channels": Int(6, 24, log=True),
+    "epochs": Int(4, 16),
+    "lr": Float(1e-3, 3e-2, log=True),
+    "weight_decay": Float(1e-5, 1e-1, log=True),
+}
+
 preprocess = augment_stage()
-train = classifier_stage(
-    SmallCNN,
-    space={
-        "channels": Int(6, 24, log=True),
-        "epochs": Int(4, 16),
-        "lr": Float(1e-3, 3e-2, log=True),
-        "weight_decay": Float(1e-5, 1e-1, log=True),
-    },
-    fixed={"batch_size": 32},
-)
+train = classifier_stage(SmallCNN, space=TRAIN_SPACE, fixed={"batch_size": 32})
 postprocess = tta_stage(SmallCNN)
 
 pipeline = Pipeline(
@@ -78,5 +79,22 @@ pipeline = Pipeline(
     direction="minimize",
     inputs=load_splits(),
     name="vision",
+    test_metric="test_nll",
+)
+
+#: The same pipeline with ``epochs`` as the training stage's fidelity: after every
+#: epoch it reports the validation NLL of one view (``valid_nll``), keeps a checkpoint
+#: and asks whether to stop; a trial with more epochs goes on from a cached run's
+#: checkpoint. ``memotune tune examples/vision.py:epochs --prune valid_nll``
+epochs = Pipeline(
+    [
+        preprocess,
+        classifier_stage(SmallCNN, space=TRAIN_SPACE, fixed={"batch_size": 32}, fidelity=True),
+        postprocess,
+    ],
+    objective="nll",
+    direction="minimize",
+    inputs=pipeline.inputs,
+    name="vision-epochs",
     test_metric="test_nll",
 )

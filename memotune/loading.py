@@ -16,8 +16,13 @@ class PipelineNotFound(ValueError):
     """The file or name does not hold a pipeline."""
 
 
+#: The pipeline a file with several is run by, unless ``FILE.py:NAME`` picks another.
+DEFAULT_NAME = "pipeline"
+
+
 def load_pipeline(spec: str) -> Pipeline:
-    """The pipeline ``spec`` names."""
+    """The pipeline ``spec`` names: a built-in one, or ``FILE.py[:NAME]`` (without NAME,
+    the file's only pipeline, or of several the one named ``pipeline``)."""
     if spec in LAYOUTS:
         return synthetic_pipeline(spec)
     path_text, _, name = spec.partition(":")
@@ -38,6 +43,8 @@ def load_pipeline(spec: str) -> Pipeline:
     pipelines = {n: v for n, v in vars(module).items() if isinstance(v, Pipeline)}
     if not pipelines:
         raise PipelineNotFound(f"{path} defines no Pipeline object")
+    if len(pipelines) > 1 and isinstance(pipelines.get(DEFAULT_NAME), Pipeline):
+        return pipelines[DEFAULT_NAME]  # the file's own; others by FILE.py:NAME
     if len(pipelines) > 1:
         raise PipelineNotFound(
             f"{path} defines several pipelines ({', '.join(sorted(pipelines))}); "

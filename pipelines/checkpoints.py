@@ -24,8 +24,8 @@ from typing import Any
 
 from memotune.cache import StageCache
 
-from .keys import lineage_key, stage_key
-from .pipeline import StagePlan
+from .keys import canonical_json, lineage_key, stage_key
+from .pipeline import Pipeline, StagePlan
 from .stage import Checkpoint
 
 #: What tells a checkpoint's key and lineage from the stage output's.
@@ -41,12 +41,46 @@ class Found:
     history: list[dict[str, float]]
 
 
+@dataclass(frozen=True)
+class Resumable:
+    """The deepest cached checkpoint of one training run, which a trial with the same
+    settings and more steps would go on from: stage ``index`` of ``config`` (stages
+    ``0..index``, its ``fidelity`` at ``step``), on the upstream output ``parent_key``,
+    and what reaching it cost from scratch."""
+
+    index: int
+    fidelity: str
+    config: dict[str, dict[str, Any]]
+    step: int
+    cost: float
+    parent_key: str
+    load_seconds: float | None
+    size_bytes: int
+
+    @property
+    def run(self) -> tuple[str, str]:
+        *_, params = self.config.values()
+        return training_run(self.parent_key, params, self.fidelity)
+
+    def with_steps(self, steps: int) -> dict[str, dict[str, Any]]:
+        """The configuration (stages ``0..index``) trained for ``steps`` steps."""
+        *_, stage = self.config
+        return {**self.config, stage: {**self.config[stage], self.fidelity: int(steps)}}
+
+
+def training_run(parent_key: str, params: dict[str, Any], fidelity: str) -> tuple[str, str]:
+    """What identifies a training run whatever its steps: its upstream output's key and its
+    settings but the fidelity."""
+    return parent_key, canonical_json({k: v for k, v in params.items() if k != fidelity})
+
+
 def checkpoint_key(plan: StagePlan, step: int) -> str:
     return stage_key(plan.stage.name + TAG, plan.stage.version, _at(plan, step), plan.parent_key)
 
 
-def checkpoint_lineage(plan: StagePlan) -> str:
-    return lineage_key(plan.lineage, TAG, "")
+def checkpoint_lineage(stage_lineage: str) -> str:
+    """The lineage of a stage's checkpoints, given the stage's own."""
+    return lineage_key(stage_lineage, TAG, "")
 
 
 def nearest(cache: StageCache | None, plan: StagePlan) -> Found | None:
@@ -60,7 +94,7 @@ def nearest(cache: StageCache | None, plan: StagePlan) -> Found | None:
     steps = sorted(
         {
             step
-            for info in cache.entries_of(checkpoint_lineage(plan))
+            for info in cache.entries_of(checkpoint_lineage(plan.lineage))
             if (step := int(info.params.get(fidelity, target + 1))) <= target
             and info.key == checkpoint_key(plan, step)  # same settings, same upstream
         },
@@ -72,6 +106,34 @@ def nearest(cache: StageCache | None, plan: StagePlan) -> Found | None:
             payload = hit.value
             return Found(Checkpoint(step, payload["state"]), hit.info.cost, payload["history"])
     return None
+
+
+def resumable(cache: StageCache, pipeline: Pipeline) -> list[Resumable]:
+    """Every training run of ``pipeline`` that a trial could continue: per stage with a
+    fidelity, and per training run (:func:`training_run`), the cached checkpoint with
+    the most steps."""
+    found: dict[tuple[str, str], Resumable] = {}
+    for index, stage in enumerate(pipeline.stages):
+        if stage.fidelity is None:
+            continue
+        for info in cache.entries_of(checkpoint_lineage(pipeline.lineages[index])):
+            step = int(info.params[stage.fidelity])
+            run = training_run(info.parent_key, info.params, stage.fidelity)
+            if run in found and found[run].step >= step:
+                continue
+            config = {link["stage"]: dict(link["params"]) for link in info.chain[:-1]}
+            config[stage.name] = dict(info.params)
+            found[run] = Resumable(
+                index,
+                stage.fidelity,
+                config,
+                step,
+                info.cost,
+                info.parent_key,
+                info.load_seconds,
+                info.size_bytes,
+            )
+    return list(found.values())
 
 
 def keeper(
@@ -107,7 +169,7 @@ def keeper(
                 version=plan.stage.version,
                 params=params,
                 parent_key=plan.parent_key,
-                lineage=checkpoint_lineage(plan),
+                lineage=checkpoint_lineage(plan.lineage),
                 chain=[*chain, link],
                 cost=cost,
                 compute_seconds=cost,

@@ -275,3 +275,16 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_file_with_several_pipelines_runs_the_one_named_pipeline_unless_told(tmp_path):
+    from memotune.loading import load_pipeline
+
+    path = tmp_path / "both.py"
+    path.write_text(
+        "from memotune import Float, Pipeline, stage\n"
+        "@stage(space={'v': Float(0.0, 1.0)})\ndef a(x, v):\n    return v\n"
+        "pipeline = Pipeline([a], name='main')\nfast = Pipeline([a], name='fast')\n"
+    )
+    assert load_pipeline(str(path)).name == "main"
+    assert load_pipeline(f"{path}:fast").name == "fast"

@@ -219,3 +219,25 @@ def test_ray_tunes_asha_needs_the_metric_to_prune_on(capsys):
     argv = ["bench", "--pipeline", FIDELITY_EXAMPLE, "--tuners", "raytune+asha", "--budget", "4"]
     assert main(argv) == 2
     assert "raytune+asha runs with early stopping: give --prune METRIC" in capsys.readouterr().err
+
+
+def test_memo_offers_to_continue_a_cached_training_run_for_the_steps_it_lacks(tmp_path):
+    from memotune.pipelines.checkpoints import resumable
+    from memotune.tuner.memo import MemoTuner
+
+    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    assert [r.status for r in result.trials] == ["completed", "pruned"]
+    cache = StageCache(tmp_path / "cache")
+    tuner = MemoTuner(pipeline, seed=0, cache=cache)
+    for record in result.trials:
+        tuner.tell(record)
+    (pruned_run,) = [r for r in resumable(cache, pipeline) if r.config["train"]["lr"] == 0.3]
+    assert pruned_run.step == 1  # the completed run (lr 0.1) is at its bound: nothing to add
+    offered = {p.config["train"]["epochs"]: p for p in tuner._continuations()}
+    assert set(offered) == {3, 9}  # the next rung, and the fidelity's bound
+    for steps, prefix in offered.items():
+        assert prefix.depth == 2 and prefix.resumes == 1
+        assert prefix.config == {"prepare": {}, "train": {"lr": 0.3, "epochs": steps}}
+        reuse = tuner._reuse_cost(2, pruned_run.load_seconds, pruned_run.size_bytes)
+        assert prefix.cached_cost == pytest.approx(reuse + pruned_run.cost * (steps - 1))
+    assert MemoTuner(pipeline, seed=0, cache=cache, max_continued=0)._continuations() == []

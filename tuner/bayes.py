@@ -125,13 +125,9 @@ class GPTuner(Tuner):
         if not chosen:  # every candidate was run already: explore instead
             return self._warmup(index, pending)
         candidate, config = chosen[0]
-        info = {**info, PHASE: BO, "acquisition": candidate.value}
-        info["prefix_depth"] = candidate.prefix.depth
-        self._queue = [
-            Proposal(c, {**info, "acquisition": k.value, "prefix_depth": k.prefix.depth})
-            for k, c in chosen[1:]
-        ]
-        return Proposal(config, info)
+        info = {**info, PHASE: BO}
+        self._queue = [Proposal(c, {**info, **_chosen(k)}) for k, c in chosen[1:]]
+        return Proposal(config, {**info, **_chosen(candidate)})
 
     def _warp(self, Y: torch.Tensor) -> torch.Tensor:
         """The objective values as the GP models them (here: as observed)."""
@@ -236,6 +232,15 @@ class GPTuner(Tuner):
 
     def _key(self, config: Config) -> str:
         return self.pipeline.keys(config)[-1]
+
+
+def _chosen(candidate: Candidate) -> dict:
+    """What a proposal records of the candidate it is: its acquisition value, the cached
+    stages it reuses and (a continued training run) the checkpoint's step."""
+    info = {"acquisition": candidate.value, "prefix_depth": candidate.prefix.depth}
+    if candidate.prefix.resumes is not None:
+        info["resumes_from"] = candidate.prefix.resumes
+    return info
 
 
 class EIPS(GPTuner):

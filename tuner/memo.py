@@ -52,6 +52,7 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 
@@ -59,6 +60,7 @@ import torch
 from scipy import stats
 
 from memotune.pipelines import TrialRecord
+from memotune.pipelines.checkpoints import resumable, training_run
 
 from .acquisition import CostCooledLogEI
 from .base import Config, Proposal
@@ -67,12 +69,15 @@ from .budget import PHASE, Budget
 from .cached_posterior import CachedPosteriorGP
 from .eeipu import EEIPU
 from .effort import LEAN, USUAL, WIDE, Effort
-from .optimize import AcquisitionFactory, Candidate
+from .optimize import AcquisitionFactory, Candidate, Prefix
 
 #: The data may grow at most this much before the GP hyperparameters are re-optimized.
 REFIT_GROWTH = 1.5
 #: Proposals of one batch lie at least this far apart in the unit cube.
 BATCH_MIN_DISTANCE = 0.1
+#: A cached training run may be continued to this many times its steps (ASHA's next
+#: rung), or to its fidelity's upper bound.
+CONTINUE_FACTOR = 3
 
 
 class MemoTuner(EEIPU):
@@ -85,10 +90,12 @@ class MemoTuner(EEIPU):
         target_share: float = 0.05,
         max_batch: int = 64,
         min_cost: float = 0.5,
+        max_continued: int = 8,
         **options,
     ) -> None:
         super().__init__(pipeline, **options)
         self.min_cost = min_cost
+        self.max_continued = max_continued
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
         self._batch = 1
@@ -118,6 +125,50 @@ class MemoTuner(EEIPU):
         # a pruned trial was cheap because it was stopped: it earns at what it charged
         floor = 0.0 if record.pruned else self._floor()
         self.effort.observe_trial(max(record.charged, floor))
+
+    def prefixes(self, pending: list[Config]) -> list[Prefix]:
+        """EEIPU's prefixes, and training runs to continue from their cached checkpoints."""
+        return super().prefixes(pending) + self._continuations()
+
+    def _continuations(self) -> list[Prefix]:
+        """Up to ``max_continued`` cached training runs (those whose trials scored best
+        first, then the furthest trained), each to ``CONTINUE_FACTOR`` times its steps and
+        to its fidelity's bound: the run's settings with more steps, pinned as a prefix
+        through the trained stage, whose cost is the steps still to run (at what the
+        checkpoint's cost from scratch says a step costs) plus loading the checkpoint.
+        The later stages stay free, costed by their GPs as usual."""
+        if self.cache is None or not any(s.fidelity for s in self.pipeline.stages):
+            return []
+        scores = self._scores_of_runs()
+        runs = sorted(
+            resumable(self.cache, self.pipeline),
+            key=lambda r: (scores.get(r.run, -math.inf), r.step),
+            reverse=True,
+        )
+        continued = []
+        for run in runs[: self.max_continued]:
+            stage = self.pipeline.stages[run.index]
+            high = int(stage.space[stage.fidelity].high)
+            for steps in sorted({min(high, CONTINUE_FACTOR * run.step), high} - {run.step}):
+                config = self._valid_prefix(run.with_steps(steps), run.index + 1)
+                if config is None:
+                    continue
+                reuse = self._reuse_cost(run.index + 1, run.load_seconds, run.size_bytes)
+                cost = reuse + run.cost / run.step * (steps - run.step)
+                continued.append(Prefix(run.index + 1, config, cost, resumes=run.step))
+        return continued
+
+    def _scores_of_runs(self) -> dict[tuple[str, str], float]:
+        """The best objective of any trial of each training run."""
+        scores: dict[tuple[str, str], float] = {}
+        for o in self.observations.items:
+            for index, stage in enumerate(self.pipeline.stages):
+                if stage.fidelity is None or o.value is None:
+                    continue
+                parent = o.keys[index - 1] if index else self.pipeline.root_key
+                run = training_run(parent, o.config[stage.name], stage.fidelity)
+                scores[run] = max(o.value, scores.get(run, -math.inf))
+        return scores
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by

@@ -37,6 +37,9 @@ class Prefix:
     cached_cost: float = 0.0
     key: str | None = None
     score: float | None = None  # the best objective reached through it, if any
+    #: a continued training run: the step of the cached checkpoint that stage
+    #: ``depth - 1`` goes on from (its steps so far are in ``cached_cost``'s stead)
+    resumes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ def optimize_over_prefixes(
     for index, prefix in enumerate(prefixes):
         end = encoder.prefix_end(prefix.depth)
         count = max(MIN_RAW_SAMPLES, math.ceil(raw_samples * (encoder.dim - end) / encoder.dim))
+        if end == encoder.dim:  # every column pinned: one point
+            count = 1
         block = raw[: min(count, raw_samples)].clone()
         if end:
             block[:, :end] = encoder.encode_prefix(prefix.config, prefix.depth)
