@@ -241,3 +241,44 @@ def test_memo_offers_to_continue_a_cached_training_run_for_the_steps_it_lacks(tm
         reuse = tuner._reuse_cost(2, pruned_run.load_seconds, pruned_run.size_bytes)
         assert prefix.cached_cost == pytest.approx(reuse + pruned_run.cost * (steps - 1))
     assert MemoTuner(pipeline, seed=0, cache=cache, max_continued=0)._continuations() == []
+
+
+def test_asha_starts_its_rungs_at_the_fidelitys_lower_bound_unless_told():
+    @stage(space={"epochs": Int(4, 16)}, name="fit", fidelity="epochs")
+    def fit(inputs, epochs, context):
+        return {"loss": 1.0 / epochs}
+
+    four_to_sixteen = Pipeline([fit], objective="loss", direction="minimize", name="p")
+    assert ASHA("loss").for_pipeline(four_to_sixteen).min_step == 4
+    assert ASHA("loss", min_step=2).for_pipeline(four_to_sixteen).min_step == 2
+    assert ASHA("loss", stage="other").for_pipeline(four_to_sixteen).min_step == 1
+    with pytest.raises(RuntimeError, match="for_pipeline"):
+        ASHA("loss").should_prune(0, "fit", 4, {"loss": 0.5})
+
+
+def test_a_trial_pruned_before_the_last_stage_is_modelled_as_typical_not_failed():
+    from memotune.pipelines import StageRecord, TrialRecord
+    from memotune.tuner.encoding import SpaceEncoder
+    from memotune.tuner.observations import Observations
+
+    @stage(space={"level": Float(0.0, 1.0)}, name="score")
+    def score(trained, level):
+        return {"loss": level}
+
+    three = Pipeline([prepare, train, score], objective="loss", direction="minimize", name="p3")
+    observations = Observations(three, SpaceEncoder(three))
+
+    def trial(status, loss, lr):
+        config = {"prepare": {}, "train": {"lr": lr, "epochs": 9}, "score": {"level": 0.5}}
+        stages = [StageRecord(stage=s.name, key=s.name, cost=1.0) for s in three.stages]
+        if status != "completed":  # stopped (or broken) in the training stage
+            stages = stages[:2]
+            stages[1].error = "pruned after step 1" if status == "pruned" else "boom"
+        return TrialRecord(config, status, loss, {} if loss is None else {"loss": loss}, stages)
+
+    for loss, lr in ((1.0, 0.1), (2.0, 0.2), (4.0, 0.3)):
+        observations.add(trial("completed", loss, lr))
+    observations.add(trial("pruned", None, 0.4))
+    observations.add(trial("failed", None, 0.5))
+    _, values = observations.objective_data()
+    assert values.squeeze(-1).tolist() == [-1.0, -2.0, -4.0, -2.0, -4.0]  # median; worst

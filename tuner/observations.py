@@ -4,6 +4,7 @@ and true per-stage compute costs."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,8 @@ class Observation:
     value: float | None  # the objective, sign-flipped so larger is better; None if failed
     stage_costs: list[float | None]  # true compute cost per stage; None where it never ran
     keys: list[str]
+    #: pruned before its last stage: no objective, but no failure either
+    stopped_early: bool = False
 
 
 class Observations:
@@ -59,6 +62,7 @@ class Observations:
                 value=value,
                 stage_costs=costs,
                 keys=self.pipeline.keys(config),
+                stopped_early=record.pruned and stopped is None,
             )
         )
         self._seen.add(canonical_json(config))
@@ -68,15 +72,17 @@ class Observations:
 
     def objective_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rows and values (larger is better); failed trials take the worst value seen,
-        so the optimizer keeps away from them. ``None`` until a trial completed."""
+        so the optimizer keeps away from them. A trial pruned before its last stage
+        takes the median value seen: it was behind the trials that went on at its rung,
+        which says it is no contender, not that it is as bad as a failure (with most
+        trials pruned, the worst value would teach the model that almost everything
+        is). ``None`` until a trial completed."""
         values = [o.value for o in self.items if o.value is not None]
         if not values:
             return None
-        worst = min(values)
+        worst, typical = min(values), statistics.median(values)
         X = torch.stack([o.row for o in self.items])
-        Y = torch.tensor(
-            [[worst if o.value is None else o.value] for o in self.items], dtype=torch.float64
-        )
+        Y = torch.tensor([[_imputed(o, worst, typical)] for o in self.items], dtype=torch.float64)
         return X, Y
 
     def stage_cost_data(self, stage: int) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -116,6 +122,12 @@ class Observations:
                 if key not in best or o.value > best[key]:
                     best[key] = o.value
         return best
+
+
+def _imputed(observation: Observation, worst: float, typical: float) -> float:
+    if observation.value is not None:
+        return observation.value
+    return typical if observation.stopped_early else worst
 
 
 def stopped_at(pipeline: Pipeline, record: TrialRecord) -> tuple[dict, float] | None:

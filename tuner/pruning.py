@@ -10,11 +10,12 @@ and more steps continues it instead of starting over.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from memotune.pipelines import TrialRecord
+from memotune.pipelines import Pipeline, TrialRecord
 
 #: ``memotune bench`` runs a tuner listed as ``NAME+asha`` as NAME with its ``--prune`` pruner.
 PRUNED_SUFFIX = "+asha"
@@ -30,6 +31,10 @@ class Pruner(Protocol):
 
     def observe(self, record: TrialRecord) -> None: ...
 
+    def for_pipeline(self, pipeline: Pipeline) -> Pruner:
+        """The pruner as it applies to ``pipeline`` (the study calls it once, at its start)."""
+        ...
+
 
 @dataclass
 class ASHA:
@@ -41,12 +46,14 @@ class ASHA:
     on only while its ``metric`` there is among the best ``1/reduction`` of all
     values reported at that rung so far (the best one always goes on); otherwise
     it is pruned. ``mode`` is ``"min"`` or ``"max"``; ``stage`` limits the rule to
-    one stage's reports (default: any stage that reports ``metric``).
+    one stage's reports (default: any stage that reports ``metric``). ``min_step``
+    defaults to the lower bound of the pruned stages' fidelity: no trial is stopped
+    before the fewest steps the search space would train anyway.
     """
 
     metric: str
     mode: str = "min"
-    min_step: int = 1
+    min_step: int | None = None
     reduction: int = 3
     stage: str | None = None
     #: rung step → trial id → the metric it reported there
@@ -55,8 +62,20 @@ class ASHA:
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
             raise ValueError(f"ASHA mode must be 'min' or 'max', got {self.mode!r}")
-        if self.min_step < 1 or self.reduction < 2:
+        if (self.min_step is not None and self.min_step < 1) or self.reduction < 2:
             raise ValueError("ASHA needs min_step >= 1 and reduction >= 2")
+
+    def for_pipeline(self, pipeline: Pipeline) -> ASHA:
+        """This rule with its ``min_step`` set: as given, or the smallest lower bound of
+        the fidelities of the stages it prunes."""
+        if self.min_step is not None:
+            return self
+        lows = [
+            int(s.space[s.fidelity].low)
+            for s in pipeline.stages
+            if s.fidelity is not None and self.stage in (None, s.name)
+        ]
+        return dataclasses.replace(self, min_step=max(1, min(lows, default=1)))
 
     def should_prune(
         self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]
@@ -80,6 +99,8 @@ class ASHA:
                     self.rungs.setdefault(step, {}).setdefault(record.trial_id, float(value))
 
     def _applies(self, stage: str, step: int, value: float | None) -> bool:
+        if self.min_step is None:
+            raise RuntimeError("ASHA.min_step is unset: use ASHA.for_pipeline(pipeline) first")
         if value is None or not math.isfinite(value) or step < self.min_step:
             return False
         if self.stage is not None and stage != self.stage:

@@ -132,7 +132,7 @@ class Study:
         self.workers = workers
         self.callbacks = CallbackList(list(callbacks))
         self.max_consecutive_failures = max_consecutive_failures
-        self.pruner = pruner
+        self.pruner = pruner.for_pipeline(pipeline) if pruner is not None else None
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = StudyLock(self.path / "lock", name)
         try:

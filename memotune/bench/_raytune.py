@@ -58,6 +58,7 @@ def run_ray_tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     pipeline = factory()
+    pruner = pruner.for_pipeline(pipeline)
     searcher = _searcher(pipeline, seed, budget)
     scheduler = ASHAScheduler(
         time_attr="step",

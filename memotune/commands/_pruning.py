@@ -17,7 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"stop {what} whose METRIC falls behind at a rung (minimized; METRIC:max maximizes)",
     )
     group.add_argument(
-        "--prune-min-step", type=int, default=1, help="the first rung's step (default 1)"
+        "--prune-min-step",
+        type=int,
+        help="the first rung's step (default: the lower bound of the fidelity)",
     )
     group.add_argument(
         "--prune-reduction",
