@@ -83,9 +83,10 @@ pipeline = Pipeline(
 )
 
 #: The same pipeline with ``epochs`` as the training stage's fidelity: after every
-#: epoch it reports the validation NLL of one view (``valid_nll``), keeps a checkpoint
-#: and asks whether to stop; a trial with more epochs goes on from a cached run's
-#: checkpoint. ``memotune tune examples/vision.py:epochs --prune valid_nll``
+#: epoch it keeps a checkpoint, and at the pruner's rungs it reports the validation NLL
+#: of one view (``valid_nll``) and asks whether to stop; a trial with more epochs goes
+#: on from a cached run's checkpoint. ``memotune tune examples/vision.py:epochs --prune
+#: valid_nll``
 epochs = Pipeline(
     [
         preprocess,

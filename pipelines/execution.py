@@ -136,7 +136,7 @@ def execute_stage(
     """Run one stage on ``upstream`` and store its output.
 
     ``chain`` holds the :func:`chain_link` of every stage before this one;
-    ``judge`` answers the stage's ``context.should_prune()``.
+    ``judge`` (the study's pruner) answers the stage's ``context.should_prune()``.
 
     Raises :class:`StageFailed` when the stage function raises (or is pruned).
     """

@@ -108,12 +108,18 @@ class _PrunerActor:
 
 @dataclass(frozen=True)
 class _RemoteJudge:
-    """A stage's ``context.should_prune()`` answered by the pruner's actor."""
+    """A stage's ``context.should_prune()`` answered by the pruner's actor, which holds
+    the sweep's reports; where it decides (``decides_at``, a fixed rule) is answered
+    by a copy of the pruner that travels with the task."""
 
     actor: Any
+    rule: Any
 
-    def __call__(self, trial_id: int | None, stage: str, step: int, metrics: dict) -> bool:
+    def should_prune(self, trial_id: int | None, stage: str, step: int, metrics: dict) -> bool:
         return ray.get(self.actor.should_prune.remote(trial_id, stage, step, metrics))
+
+    def decides_at(self, stage: str, step: int) -> bool:
+        return self.rule.decides_at(stage, step)
 
 
 @dataclass
@@ -173,7 +179,7 @@ class RayRunner:
         """Stages ask ``pruner`` (in an actor of its own, which holds its rungs for the
         sweep) whether to stop."""
         actor = ray.remote(num_cpus=0)(_PrunerActor).remote(pruner)
-        self._judge = _RemoteJudge(actor)
+        self._judge = _RemoteJudge(actor, pruner)
 
     def submit(self, trial_id: int, config: dict[str, dict[str, Any]]) -> None:
         plans = self.pipeline.plan(config)

@@ -124,8 +124,7 @@ def failed_trial(
 class Runner(Protocol):
     """What the study loop drives: ``submit`` trials, ``wait`` for finished ones
     (at least one while any runs), ``close`` to cancel the rest; ``prune_with`` gives
-    the trials' stages a pruner to ask (its ``should_prune(trial_id, stage, step,
-    metrics)``)."""
+    the trials' stages a pruner to ask (a :class:`~.stage.Judge`)."""
 
     def submit(self, trial_id: int, config: dict) -> None: ...
     def prune_with(self, pruner: Any) -> None: ...
@@ -147,7 +146,7 @@ class LocalRunner:
         self._queue.append((trial_id, config))
 
     def prune_with(self, pruner: Any) -> None:
-        self._judge = pruner.should_prune
+        self._judge = pruner
 
     def running(self) -> int:
         return len(self._queue)

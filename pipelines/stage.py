@@ -9,7 +9,7 @@ import textwrap
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .keys import canonical_json
 from .space import Int, Param, SpaceError, check_space
@@ -38,8 +38,18 @@ class TrialPruned(Exception):
     stays cached."""
 
 
-#: Decides whether a trial stops at a step: ``judge(trial_id, stage, step, metrics)``.
-Judge = Callable[[int | None, str, int, dict[str, float]], bool]
+class Judge(Protocol):
+    """What a stage's context asks the study's pruner."""
+
+    def should_prune(
+        self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]
+    ) -> bool:
+        """Whether the trial stops at ``step``, having reported ``metrics`` there."""
+        ...
+
+    def decides_at(self, stage: str, step: int) -> bool:
+        """Whether ``should_prune`` may stop a trial of ``stage`` at ``step`` at all."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +91,13 @@ class StageContext:
             return False
         *_, last = self.history
         step = int(last["step"])
-        return bool(self.judge(self.trial_id, self.stage, step, last))
+        return bool(self.judge.should_prune(self.trial_id, self.stage, step, last))
+
+    def judged_at(self, step: int) -> bool:
+        """Whether the study's pruner decides at ``step`` (an ASHA rung): a metric that
+        only the pruner needs, and that costs to compute, is worth it there alone.
+        ``False`` without a pruner."""
+        return self.judge is not None and bool(self.judge.decides_at(self.stage, step))
 
     def checkpoint(self, step: int, state: Any) -> None:
         """Keep ``state`` as the stage's state after ``step`` steps of its fidelity, so a

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from memotune import Float, Int, Output, Pipeline, StageCache, run, stage
-from memotune.pipelines import SpaceError
+from memotune import ASHA, Float, Int, Output, Pipeline, StageCache, run, stage
+from memotune.pipelines import SpaceError, run_trial
 
 EPOCHS_RUN: list[int] = []  # every epoch any run of the training stage ran, in order
 
@@ -197,4 +197,11 @@ def test_the_vision_classifier_continues_from_its_checkpoints_as_if_from_scratch
     assert [h["step"] for h in continued.stages[1].history] == [1, 2, 3, 4, 5]
     assert continued.objective == scratch.objective
     assert continued.stages[1].history == scratch.stages[1].history
-    assert np.isfinite(continued.stages[1].history[-1]["valid_nll"])
+    assert np.isfinite(continued.stages[1].history[-1]["train_loss"])
+    # the validation NLL is measured only where a pruner decides: at its rungs
+    assert not any("valid_nll" in h for h in scratch.stages[1].history)
+    rungs = ASHA("valid_nll", min_step=1, reduction=2).for_pipeline(vision)  # 1, 2, 4
+    judged = run_trial(vision, vision.plan(setting(5)), None, trial_id=0, judge=rungs)
+    assert judged.completed  # the first trial at each rung is its best
+    assert [h["step"] for h in judged.stages[1].history if "valid_nll" in h] == [1, 2, 4]
+    assert judged.objective == scratch.objective  # measuring it changes nothing

@@ -16,18 +16,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from memotune.pipelines import Pipeline, TrialRecord
+from memotune.pipelines.stage import Judge
 
 #: ``memotune bench`` runs a tuner listed as ``NAME+asha`` as NAME with its ``--prune`` pruner.
 PRUNED_SUFFIX = "+asha"
 
 
-class Pruner(Protocol):
-    """What a study's pruner does: answer a stage's ``context.should_prune()``, and learn
-    the reports of finished trials (the study tells it every one, restored ones too)."""
-
-    def should_prune(
-        self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]
-    ) -> bool: ...
+class Pruner(Judge, Protocol):
+    """What a study's pruner does: answer a stage's ``context.should_prune()`` (a
+    :class:`~memotune.pipelines.stage.Judge`), and learn the reports of finished trials
+    (the study tells it every one, restored ones too)."""
 
     def observe(self, record: TrialRecord) -> None: ...
 
@@ -98,12 +96,14 @@ class ASHA:
                 if self._applies(stage.stage, step, value) and record.trial_id is not None:
                     self.rungs.setdefault(step, {}).setdefault(record.trial_id, float(value))
 
-    def _applies(self, stage: str, step: int, value: float | None) -> bool:
+    def decides_at(self, stage: str, step: int) -> bool:
+        """Whether ``step`` is a rung of this rule for ``stage``."""
         if self.min_step is None:
             raise RuntimeError("ASHA.min_step is unset: use ASHA.for_pipeline(pipeline) first")
-        if value is None or not math.isfinite(value) or step < self.min_step:
-            return False
-        if self.stage is not None and stage != self.stage:
+        if step < self.min_step or self.stage not in (None, stage):
             return False
         rung = math.log(step / self.min_step, self.reduction)
         return abs(rung - round(rung)) < 1e-9
+
+    def _applies(self, stage: str, step: int, value: float | None) -> bool:
+        return value is not None and math.isfinite(value) and self.decides_at(stage, step)

@@ -22,6 +22,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from memotune.pipelines import Choice, Float, Int, Pipeline, StageRecord, TrialRecord
@@ -186,7 +187,7 @@ def _trial(config: dict, factory: Callable[[], Pipeline], pruner: ASHA) -> None:
 
     def report(trial_id, stage, step, metrics) -> bool:
         value = metrics.get(pruner.metric)
-        if pruner.stage not in (None, stage) or value is None or not math.isfinite(value):
+        if not pruner.decides_at(stage, step) or value is None or not math.isfinite(value):
             return False
         seconds = time.perf_counter() - current["started"] - current["waited"]
         current["history"].append(dict(metrics))
@@ -212,7 +213,9 @@ def _trial(config: dict, factory: Callable[[], Pipeline], pruner: ASHA) -> None:
     for plan in plans:
         current.update(started=time.perf_counter(), key=plan.key, history=[], waited=0.0)
         try:
-            upstream, record = execute_stage(pipeline, plan, upstream, None, [], judge=report)
+            upstream, record = execute_stage(
+                pipeline, plan, upstream, None, [], judge=_RayTuneJudge(report, pruner.decides_at)
+            )
         except StageFailed as failure:
             records.append(_less(pipeline, failure.record, current["waited"]))
             record = failed_trial(config, records, failure.args[0], failure.trace, None, started)
@@ -221,6 +224,16 @@ def _trial(config: dict, factory: Callable[[], Pipeline], pruner: ASHA) -> None:
         records.append(_less(pipeline, record, current["waited"]))
     final = finish_trial(pipeline, config, upstream, records, None, started)
     tune.report({**final.metrics, **_summary(final)})
+
+
+@dataclass(frozen=True)
+class _RayTuneJudge:
+    """A stage's ``context.should_prune()`` in a Ray Tune trial: ``report`` hands the
+    step's metric to Ray Tune (whose ASHA stops the trial itself) at the rungs
+    ``decides_at`` names, the same as memotune's."""
+
+    should_prune: Callable[[int | None, str, int, dict[str, float]], bool]
+    decides_at: Callable[[str, int], bool]
 
 
 def _less(pipeline: Pipeline, record: StageRecord, waited: float) -> StageRecord:
