@@ -179,9 +179,10 @@ def classifier_stage(
 
     With ``fidelity``, ``epochs`` (searched) is the stage's fidelity: after every
     epoch it reports ``train_loss`` (and, where the study's pruner decides, the
-    validation ``valid_nll``: one view, no temperature), keeps a checkpoint (weights, optimizer, shuffling and random
-    state), and stops if the study's pruner says so; a run with more epochs goes
-    on from the deepest cached checkpoint, with the result of training from scratch.
+    validation ``valid_nll``: one view, no temperature), keeps a checkpoint
+    (weights, optimizer, shuffling and random state), and stops if the pruner says
+    so; a run with more epochs goes on from the deepest cached checkpoint, with the
+    result of training from scratch.
     """
     fixed = check_settings(name, space, fixed)
 
