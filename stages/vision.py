@@ -300,12 +300,14 @@ def _fit(
             total += loss.item() * len(index)
         history.append({"step": epoch + 1, "train_loss": total / len(order)})
         if context is not None:
-            _report_and_keep(model, optimizer, generator, data, history, context)
+            _report_and_keep(model, optimizer, generator, data, settings, history, context)
     model.eval()
     return history
 
 
-def _report_and_keep(model, optimizer, generator, data, history, context: StageContext) -> None:
+def _report_and_keep(
+    model, optimizer, generator, data, settings, history, context: StageContext
+) -> None:
     """After an epoch: report it (with the validation NLL where the study's pruner decides:
     elsewhere it would cost a fifth to a half of an epoch for nothing), keep a
     checkpoint, and stop (``TrialPruned``) if the pruner says so."""
@@ -328,5 +330,6 @@ def _report_and_keep(model, optimizer, generator, data, history, context: StageC
         "history": list(history),
     }
     context.checkpoint(last["step"], state)
-    if context.should_prune():
+    finished = last["step"] == int(settings["epochs"])  # trained: nothing left to save
+    if not finished and context.should_prune():
         raise TrialPruned()
