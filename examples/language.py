@@ -26,6 +26,9 @@ test text, which nothing is trained on and the tuner never sees.
 Configurations that share the tokenizer and teacher settings share the
 trained teacher; those that also share early distillation rounds share those
 too.
+
+``examples/language.py:steps`` is the same pipeline with the teacher's steps as
+a fidelity, for early stopping and for continuing training from the cache.
 """
 
 from memotune import Float, Int, Pipeline
@@ -38,15 +41,15 @@ from memotune.stages.text import (
     tokenize_stage,
 )
 
+TEACHER_SPACE = {
+    "lr": Float(2e-3, 3e-2, log=True),
+    "steps": Int(30, 90),
+    "n_layers": Int(2, 3),
+}
+TEACHER_FIXED = {"d_model": 64, "n_heads": 4, "context": 32, "batch_size": 16}
+
 tokenize = tokenize_stage(space={"vocab_size": Int(260, 600, log=True)})
-teacher = teacher_stage(
-    space={
-        "lr": Float(2e-3, 3e-2, log=True),
-        "steps": Int(30, 90),
-        "n_layers": Int(2, 3),
-    },
-    fixed={"d_model": 64, "n_heads": 4, "context": 32, "batch_size": 16},
-)
+teacher = teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED)
 distill = [
     distill_stage(
         space=DISTILL_SPACE,  # lr, temperature, weight_decay
@@ -62,5 +65,25 @@ pipeline = Pipeline(
     direction="minimize",
     inputs=pydoc_text(valid_fraction=0.1, test_fraction=0.1),
     name="language",
+    test_metric="test_byte_perplexity",
+)
+
+#: The same pipeline with the teacher's ``steps`` as its fidelity: its learning rate
+#: follows the 90-step schedule whatever its steps (a shorter run is the start of a
+#: longer one), it keeps a checkpoint every 10 steps, and at the pruner's rungs it
+#: reports the validation loss and asks whether to stop; a trial with more steps goes
+#: on from a cached teacher's checkpoint. ``memotune tune examples/language.py:steps
+#: --prune valid_loss``
+steps = Pipeline(
+    [
+        tokenize,
+        teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True),
+        *distill,
+        perplexity_stage(),
+    ],
+    objective="byte_perplexity",
+    direction="minimize",
+    inputs=pipeline.inputs,
+    name="language-steps",
     test_metric="test_byte_perplexity",
 )

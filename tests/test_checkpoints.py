@@ -205,3 +205,50 @@ def test_the_vision_classifier_continues_from_its_checkpoints_as_if_from_scratch
     assert judged.completed  # the first trial at each rung is its best
     assert [h["step"] for h in judged.stages[1].history if "valid_nll" in h] == [1, 2, 4]
     assert judged.objective == scratch.objective  # measuring it changes nothing
+
+
+def test_the_language_teacher_continues_its_steps_as_if_from_scratch(tmp_path):
+    from pydoc_data.topics import topics
+
+    from memotune.stages.text import TextSplits, perplexity_stage, teacher_stage, tokenize_stage
+
+    text = "\n".join(topics[name] for name in sorted(topics)[:40])
+    splits = TextSplits(train=text[:20_000], valid=text[20_000:24_000])
+    teacher = teacher_stage(
+        space={"lr": Float(1e-3, 1e-2, log=True), "steps": Int(4, 12)},
+        fixed={"d_model": 16, "n_heads": 2, "n_layers": 1, "context": 16, "batch_size": 4},
+        fidelity=True,
+        checkpoint_every=3,
+    )
+    language = Pipeline(
+        [tokenize_stage(fixed={"vocab_size": 300}, space={}), teacher, perplexity_stage()],
+        objective="byte_perplexity",
+        direction="minimize",
+        inputs=splits,
+        name="language-steps",
+    )
+
+    def setting(steps):
+        return {"tokenize": {}, "teacher": {"lr": 0.005, "steps": steps}, "evaluate": {}}
+
+    cache = StageCache(tmp_path / "cache")
+    run(language, setting(7), cache=cache)  # checkpoints at steps 3, 6 and 7
+    continued = run(language, setting(11), cache=cache)
+    scratch = run(language, setting(11), cache=StageCache(tmp_path / "scratch"))
+    assert continued.stages[1].resumed_from == 7 and scratch.stages[1].resumed_from is None
+    assert continued.objective == scratch.objective
+    assert continued.metrics == scratch.metrics
+    shorter = run(language, setting(5), cache=cache)  # goes on from step 3 of the 7-step run
+    assert shorter.stages[1].resumed_from == 3
+    assert shorter.objective == run(language, setting(5), cache=None).objective
+    rungs = ASHA("valid_loss", min_step=4, reduction=2).for_pipeline(language)  # 4 and 8
+    judged = run_trial(language, language.plan(setting(11)), None, trial_id=0, judge=rungs)
+    assert [h["step"] for h in judged.stages[1].history] == [4, 8]
+    assert judged.objective == scratch.objective
+
+
+def test_a_steps_fidelity_needs_steps_searched():
+    from memotune.stages.text import teacher_stage
+
+    with pytest.raises(SpaceError, match="steps fidelity needs 'steps' searched"):
+        teacher_stage(space={"lr": Float(1e-3, 1e-2)}, fidelity=True)

@@ -31,7 +31,10 @@ from memotune.pipelines import (
     Int,
     Output,
     Param,
+    SpaceError,
     Stage,
+    StageContext,
+    TrialPruned,
     check_settings,
     factory_version,
 )
@@ -132,27 +135,75 @@ def teacher_stage(
     fixed: dict[str, Any] | None = None,
     name: str = "teacher",
     threads: int = 1,
+    fidelity: bool = False,
+    checkpoint_every: int = 10,
 ) -> Stage:
     """A stage that trains the teacher LM from scratch on the tokenized training text.
 
     ``space`` and ``fixed`` may name any of :data:`TEACHER_DEFAULTS`.
+
+    With ``fidelity``, ``steps`` (searched) is the stage's fidelity: the learning rate
+    follows the schedule of the longest run the space allows, so a shorter run is the
+    start of a longer one. Every ``checkpoint_every`` steps, at the end, and where the
+    study's pruner decides, it keeps a checkpoint; where the pruner decides it reports
+    the validation loss (``valid_loss``) and stops if told to. A run with more steps
+    goes on from the deepest cached checkpoint, with the result of training from scratch.
     """
     space = dict(space if space is not None else TEACHER_SPACE)
     fixed = _check(name, space, fixed, TEACHER_DEFAULTS)
+    horizon = _horizon(name, space) if fidelity else None
 
-    def train_teacher(data: TokenizedText, **params: Any) -> Output:
+    def train_teacher(
+        data: TokenizedText, *, context: StageContext | None = None, **params: Any
+    ) -> Output:
         s = {**fixed, **params}
         config = LMConfig(data.vocab_size, s["d_model"], s["n_layers"], s["n_heads"], s["context"])
         with limited_threads(threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(s["seed"])
             net = TinyLM(config)
-            history = training.train(net, data.train, _schedule(s, name))
+            steps = {}
+            if fidelity and context is not None:
+                steps = _stepping(net, data, context, checkpoint_every, int(s["steps"]))
+            history = training.train(net, data.train, _schedule(s, name, horizon), **steps)
             metrics = _valid_metrics(net, data)
         trained = TrainedLM(model.describe(net), net.state_dict(), data, metrics)
         metrics = {**metrics, "train_loss": history[-1]["loss"]}
+        if steps:  # the reports are in the context already
+            return Output(trained, metrics=metrics)
         return Output(trained, metrics=metrics, history=_thin(history))
 
-    return Stage(train_teacher, space=space, name=name, version=_version_of(fixed))
+    return Stage(
+        train_teacher,
+        space=space,
+        name=name,
+        version=_version_of({**fixed, "horizon": horizon} if fidelity else fixed),
+        fidelity="steps" if fidelity else None,
+    )
+
+
+def _horizon(name: str, space: dict[str, Param]) -> int:
+    steps = space.get("steps")
+    if not isinstance(steps, Int):
+        raise SpaceError(f"stage '{name}': a steps fidelity needs 'steps' searched as an Int")
+    return int(steps.high)
+
+
+def _stepping(
+    net: TinyLM, data: TokenizedText, context: StageContext, every: int, last: int
+) -> dict[str, Any]:
+    """``training.train``'s ``resume`` and ``after_step`` for a teacher with a fidelity."""
+
+    def after_step(step: int, state) -> None:
+        judged = context.judged_at(step)
+        if judged:
+            context.report(step, valid_loss=_valid_metrics(net, data)["valid_loss"])
+        if judged or step % every == 0 or step == last:
+            context.checkpoint(step, state())
+        if judged and step < last and context.should_prune():  # trained: nothing to save
+            raise TrialPruned()
+
+    resume = context.resume.state if context.resume is not None else None
+    return {"resume": resume, "after_step": after_step}
 
 
 def distill_stage(
@@ -226,9 +277,10 @@ def _valid_metrics(net: TinyLM, data: TokenizedText) -> dict[str, float]:
     return {"byte_perplexity": result["byte_perplexity"], "valid_loss": result["loss"]}
 
 
-def _schedule(settings: dict[str, Any], stage: str) -> Schedule:
+def _schedule(settings: dict[str, Any], stage: str, horizon: int | None = None) -> Schedule:
     """The run's schedule; each stage draws its own batches (its name salts the seed)."""
     return Schedule(
+        horizon=horizon,
         steps=int(settings["steps"]),
         batch_size=int(settings["batch_size"]),
         lr=float(settings["lr"]),

@@ -9,8 +9,11 @@ the temperature ``T``.
 
 from __future__ import annotations
 
+import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +24,9 @@ from .model import TinyLM
 
 @dataclass(frozen=True)
 class Schedule:
-    """AdamW with linear warm-up over ``warmup`` of the steps, then cosine decay to 10%."""
+    """AdamW with linear warm-up over ``warmup`` of the horizon, then cosine decay to 10%
+    at the horizon. The horizon is ``steps`` unless given: a run of fewer steps than its
+    horizon is the first ``steps`` of the longer run (what makes steps a fidelity)."""
 
     steps: int
     batch_size: int
@@ -30,12 +35,14 @@ class Schedule:
     warmup: float = 0.1
     clip_norm: float = 1.0
     seed: int = 0
+    horizon: int | None = None
 
     def factor(self, step: int) -> float:
-        warm = max(1, round(self.warmup * self.steps))
+        span = self.horizon or self.steps
+        warm = max(1, round(self.warmup * span))
         if step < warm:
             return (step + 1) / warm
-        progress = (step - warm) / max(1, self.steps - warm)
+        progress = (step - warm) / max(1, span - warm)
         return 0.1 + 0.45 * (1.0 + math.cos(math.pi * progress))
 
 
@@ -63,8 +70,17 @@ def train(
     stream: np.ndarray,
     schedule: Schedule,
     distillation: Distillation | None = None,
+    *,
+    resume: dict[str, Any] | None = None,
+    after_step: Callable[[int, Callable[[], dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train ``model`` in place; return the loss of every step."""
+    """Train ``model`` in place; return the loss of every step.
+
+    ``resume`` (a state that ``after_step`` was handed) goes on from where that run
+    was; ``after_step(step, state)`` is called after every step, with a function that
+    returns all that training needs to go on exactly (weights, optimizer, schedule,
+    batch generator, the loss history).
+    """
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay
     )
@@ -73,9 +89,26 @@ def train(
     context = model.config.context
     if distillation is not None:
         distillation.teacher.eval()
+    history, start = [], 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        lr_schedule.load_state_dict(resume["lr_schedule"])
+        generator.bit_generator.state = resume["generator"]
+        history, start = list(resume["history"]), int(resume["step"])
+
+    def state() -> dict[str, Any]:
+        return {
+            "model": {k: v.clone() for k, v in model.state_dict().items()},
+            "optimizer": copy.deepcopy(optimizer.state_dict()),
+            "lr_schedule": lr_schedule.state_dict(),
+            "generator": generator.bit_generator.state,
+            "history": list(history),
+            "step": len(history),
+        }
+
     model.train()
-    history = []
-    for step in range(schedule.steps):
+    for step in range(start, schedule.steps):
         window = random_windows(stream, context + 1, schedule.batch_size, generator)
         inputs, targets = window[:, :-1], window[:, 1:]
         logits = model(inputs)
@@ -93,6 +126,9 @@ def train(
         optimizer.step()
         lr_schedule.step()
         history.append({**row, "loss": loss.item()})
+        if after_step is not None:
+            after_step(step + 1, state)
+            model.train()  # a validation in after_step leaves it in eval mode
     model.eval()
     return history
 
