@@ -48,6 +48,11 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   observed or running configuration within that noise
   (``Var[f(x) − f(x')] = 2(1 − ρ) < σ²_noise`` in the GP's standardized
   units) is not proposed.
+- **Continuation.** On a pipeline with a fidelity (``@stage(fidelity=...)``),
+  each cached training run it could continue is a prefix too: its settings
+  with more steps, costed at the steps still to run. So continuing a run
+  (stopped early, or finished at fewer steps) competes with starting a new
+  one on expected improvement per cost, like reusing any cached prefix.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ SAME = ("pipeline", "budget", "trials", "direction", "cost_unit", "workers", "ob
 
 def merge_tables(saved: list[dict[str, Any]], reference: str | None = None) -> dict[str, Any]:
     """The table of every run in ``saved``; a (tuner, seed) run in several takes the last
-    one. ``reference`` defaults to the first table's."""
+    one. ``reference`` defaults to the first table's. One table is recomputed as it is,
+    its provenance kept."""
     first = saved[0]
     for table in saved[1:]:
         differ = [k for k in SAME if table.get(k) != first.get(k)]
@@ -62,7 +63,7 @@ def merge_tables(saved: list[dict[str, Any]], reference: str | None = None) -> d
         objective=first["objective"],
         test_metric=first["test_metric"],
         reference=reference,
-        provenance={"merged": merged},
+        provenance=first.get("provenance") if len(saved) == 1 else {"merged": merged},
     )
 
 

@@ -98,6 +98,8 @@ def summarize(
                 r.budget["tuner"] / c if c else 0.0 for r, c in zip(runs, charged, strict=True)
             ),
             "failed_mean": statistics.mean(r.failed for r in runs),
+            "pruned_mean": statistics.mean(r.pruned for r in runs),
+            "continued_steps_mean": statistics.mean(r.continued_steps for r in runs),
         }
     return {
         "pipeline": pipeline,

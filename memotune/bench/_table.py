@@ -29,8 +29,12 @@ def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
         header_style=None if markdown else "bold",
     )
     table.add_column("tuner")
+    rows = summary["tuners"].values()
+    # with a fidelity: trials pruned, and steps that continuation took from the cache
+    stepped = any(row.get("pruned_mean") or row.get("continued_steps_mean") for row in rows)
     for header in (
         "trials",
+        *(["pruned", "steps continued"] if stepped else []),
         score,
         *(["best objective"] if split else []),
         "gain vs others",
@@ -47,6 +51,11 @@ def format_table(summary: dict[str, Any], markdown: bool = False) -> str:
         table.add_row(
             tuner,
             f"{row['trials_mean']:.1f} ± {row['trials_sem']:.1f}",
+            *(
+                [f"{row.get('pruned_mean', 0):.1f}", f"{row.get('continued_steps_mean', 0):.1f}"]
+                if stepped
+                else []
+            ),
             _mean(row.get("test_mean"), row.get("test_sem")),
             *([_mean(row["best_mean"], row["best_sem"])] if split else []),
             _percent(row.get("gain_vs_baselines")),

@@ -119,7 +119,7 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.table:
         tables = [json.loads(Path(path).read_text()) for path in args.table]
-        saved = tables[0] if len(tables) == 1 else merge_tables(tables, args.reference)
+        saved = merge_tables(tables, args.reference)  # recomputed: today's columns, --reference
         _report(saved, args)
         return
     if not args.pipeline or (args.budget is None and args.trials is None):
