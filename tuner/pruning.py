@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from memotune.pipelines import Pipeline, TrialRecord
-from memotune.pipelines.stage import Judge
+from memotune.pipelines.stage import Judge, Stage
 
 #: ``memotune bench`` runs a tuner listed as ``NAME+asha`` as NAME with its ``--prune`` pruner.
 PRUNED_SUFFIX = "+asha"
@@ -68,12 +68,15 @@ class ASHA:
         the fidelities of the stages it prunes."""
         if self.min_step is not None:
             return self
-        lows = [
-            int(s.space[s.fidelity].low)
-            for s in pipeline.stages
-            if s.fidelity is not None and self.stage in (None, s.name)
-        ]
+        lows = [int(s.space[s.fidelity].low) for s in self.stages_of(pipeline)]
         return dataclasses.replace(self, min_step=max(1, min(lows, default=1)))
+
+    def stages_of(self, pipeline: Pipeline) -> list[Stage]:
+        """The stages of ``pipeline`` this rule prunes: those with a fidelity (``stage``'s
+        alone, where it names one)."""
+        return [
+            s for s in pipeline.stages if s.fidelity is not None and self.stage in (None, s.name)
+        ]
 
     def should_prune(
         self, trial_id: int | None, stage: str, step: int, metrics: dict[str, float]

@@ -161,11 +161,7 @@ def _param_space(pipeline: Pipeline) -> dict[str, dict[str, Any]]:
 
 def _max_step(pipeline: Pipeline, pruner: ASHA) -> int:
     """The most steps a trial can report: the largest fidelity of the stages pruned."""
-    highs = [
-        int(s.space[s.fidelity].high)
-        for s in pipeline.stages
-        if s.fidelity and pruner.stage in (None, s.name)
-    ]
+    highs = [int(s.space[s.fidelity].high) for s in pruner.stages_of(pipeline)]
     if not highs:
         raise ValueError(f"pipeline '{pipeline.name}' has no stage with a fidelity to prune")
     return max(highs)
@@ -209,13 +205,12 @@ def _trial(config: dict, factory: Callable[[], Pipeline], pruner: ASHA) -> None:
         current["waited"] += time.perf_counter() - waiting  # Ray Tune's time, not the stage's
         return False  # Ray Tune stops the trial itself
 
+    judge = _RayTuneJudge(report, pruner.decides_at)
     upstream = pipeline.inputs
     for plan in plans:
         current.update(started=time.perf_counter(), key=plan.key, history=[], waited=0.0)
         try:
-            upstream, record = execute_stage(
-                pipeline, plan, upstream, None, [], judge=_RayTuneJudge(report, pruner.decides_at)
-            )
+            upstream, record = execute_stage(pipeline, plan, upstream, None, [], judge=judge)
         except StageFailed as failure:
             records.append(_less(pipeline, failure.record, current["waited"]))
             record = failed_trial(config, records, failure.args[0], failure.trace, None, started)
