@@ -71,9 +71,9 @@ pipeline = Pipeline(
 #: The same pipeline with the teacher's ``steps`` as its fidelity: its learning rate
 #: follows the 90-step schedule whatever its steps (a shorter run is the start of a
 #: longer one), it keeps a checkpoint every 10 steps, and at the pruner's rungs it
-#: reports the validation loss and asks whether to stop; a trial with more steps goes
-#: on from a cached teacher's checkpoint. ``memotune tune examples/language.py:steps
-#: --prune valid_loss``
+#: reports its validation perplexity per byte and asks whether to stop; a trial with more
+#: steps goes on from a cached teacher's checkpoint. ``memotune tune
+#: examples/language.py:steps --prune valid_byte_perplexity``
 steps = Pipeline(
     [
         tokenize,

@@ -241,7 +241,7 @@ def test_the_language_teacher_continues_its_steps_as_if_from_scratch(tmp_path):
     shorter = run(language, setting(5), cache=cache)  # goes on from step 3 of the 7-step run
     assert shorter.stages[1].resumed_from == 3
     assert shorter.objective == run(language, setting(5), cache=None).objective
-    rungs = ASHA("valid_loss", min_step=4, reduction=2).for_pipeline(language)  # 4 and 8
+    rungs = ASHA("valid_byte_perplexity", min_step=4, reduction=2).for_pipeline(language)  # 4 and 8
     judged = run_trial(language, language.plan(setting(11)), None, trial_id=0, judge=rungs)
     assert [h["step"] for h in judged.stages[1].history] == [4, 8]
     assert judged.objective == scratch.objective

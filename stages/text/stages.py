@@ -146,7 +146,8 @@ def teacher_stage(
     follows the schedule of the longest run the space allows, so a shorter run is the
     start of a longer one. Every ``checkpoint_every`` steps, at the end, and where the
     study's pruner decides, it keeps a checkpoint; where the pruner decides it reports
-    the validation loss (``valid_loss``) and stops if told to. A run with more steps
+    the validation perplexity per byte (``valid_byte_perplexity``: per token it would
+    not compare teachers of different vocabularies) and stops if told to. A run with more steps
     goes on from the deepest cached checkpoint, with the result of training from scratch.
     """
     space = dict(space if space is not None else TEACHER_SPACE)
@@ -196,7 +197,8 @@ def _stepping(
     def after_step(step: int, state) -> None:
         judged = context.judged_at(step)
         if judged:
-            context.report(step, valid_loss=_valid_metrics(net, data)["valid_loss"])
+            valid = _valid_metrics(net, data)["byte_perplexity"]
+            context.report(step, valid_byte_perplexity=valid)
         if judged or step % every == 0 or step == last:
             context.checkpoint(step, state())
         if judged and step < last and context.should_prune():  # trained: nothing to save
