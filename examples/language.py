@@ -28,7 +28,8 @@ trained teacher; those that also share early distillation rounds share those
 too.
 
 ``examples/language.py:steps`` is the same pipeline with the teacher's steps as
-a fidelity, for early stopping and for continuing training from the cache.
+a fidelity, for early stopping and for continuing training from the cache;
+``examples/language.py:grown`` grows its 3-layer teachers from the 2-layer ones.
 """
 
 from memotune import Float, Int, Pipeline
@@ -85,5 +86,24 @@ steps = Pipeline(
     direction="minimize",
     inputs=pipeline.inputs,
     name="language-steps",
+    test_metric="test_byte_perplexity",
+)
+
+#: ``steps`` with deeper teachers grown from shallower ones: a teacher trains with two
+#: layers and, if it has three, gains the third after 30 steps with its function
+#: preserved (LEMON's depth expansion), so a 3-layer teacher starts from the cached
+#: state of the 2-layer teacher of the same settings and pays only for its last steps.
+#: ``memotune tune examples/language.py:grown --prune valid_byte_perplexity``
+grown = Pipeline(
+    [
+        tokenize,
+        teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True, grow_every=30),
+        *distill,
+        perplexity_stage(),
+    ],
+    objective="byte_perplexity",
+    direction="minimize",
+    inputs=pipeline.inputs,
+    name="language-grown",
     test_metric="test_byte_perplexity",
 )

@@ -16,6 +16,7 @@ true compute figures for continued work too.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable
@@ -106,6 +107,19 @@ def nearest(cache: StageCache | None, plan: StagePlan) -> Found | None:
             payload = hit.value
             return Found(Checkpoint(step, payload["state"]), hit.info.cost, payload["history"])
     return None
+
+
+def base_of(plan: StagePlan) -> StagePlan | None:
+    """The run that ``plan``'s stage run starts from (:attr:`Stage.warm_start`): the same
+    stage on the same upstream output with the settings its rule names; ``None`` if it
+    starts from scratch."""
+    rule = plan.stage.warm_start
+    params = rule(dict(plan.params)) if rule is not None else None
+    if params is None:
+        return None
+    stage = plan.stage
+    key = stage_key(stage.name, stage.version, params, plan.parent_key)
+    return dataclasses.replace(plan, params=dict(params), key=key)
 
 
 def resumable(cache: StageCache, pipeline: Pipeline) -> list[Resumable]:

@@ -144,15 +144,18 @@ def execute_stage(
     kwargs = dict(plan.params)
     context = None
     resumed = checkpoints.nearest(cache, plan) if stage.fidelity else None
-    continued = (
-        {"resumed_from": resumed.checkpoint.step, "resumed_cost": resumed.cost} if resumed else {}
-    )
+    base = checkpoints.base_of(plan) if resumed is None else None
+    found = resumed or (checkpoints.nearest(cache, base) if base is not None else None)
+    continued = {"resumed_from": found.checkpoint.step, "resumed_cost": found.cost} if found else {}
     if stage.takes_context:
         context = StageContext(stage.name, plan.key, trial_id, str(workdir_for(cache, plan.key)))
         if stage.fidelity:
-            context.history = list(resumed.history) if resumed else []
+            context.history = list(found.history) if found else []
             context.resume = resumed.checkpoint if resumed else None
-            context.keep = checkpoints.keeper(cache, plan, chain, context.history, resumed)
+            context.keep = checkpoints.keeper(cache, plan, chain, context.history, found)
+        if base is not None:
+            context.base = found.checkpoint if found else None
+            context.keep_base = checkpoints.keeper(cache, base, chain, context.history, found)
         context.judge = judge
         kwargs["context"] = context
     started = time.perf_counter()

@@ -67,7 +67,9 @@ class StageContext:
     For a stage with a fidelity, ``resume`` is the cached checkpoint to go on
     from (the deepest one at or below this run's fidelity, of a run with the
     same other settings and the same upstream output), or ``None``: start from
-    scratch.
+    scratch. For a stage with a warm start whose run is not to be continued,
+    ``base`` is the deepest cached checkpoint of the run it starts from (at or
+    below the step its rule names), or ``None``: train that run first.
     """
 
     stage: str
@@ -78,6 +80,8 @@ class StageContext:
     resume: Checkpoint | None = None
     keep: Callable[[int, Any], None] | None = field(default=None, repr=False)
     judge: Judge | None = field(default=None, repr=False)
+    base: Checkpoint | None = None
+    keep_base: Callable[[int, Any], None] | None = field(default=None, repr=False)
 
     def report(self, step: int, **metrics: float) -> None:
         """Record stepped metrics (e.g. per epoch); they reach the trial's tracking run."""
@@ -108,6 +112,13 @@ class StageContext:
         if self.keep is not None:
             self.keep(int(step), state)
 
+    def checkpoint_base(self, step: int, state: Any) -> None:
+        """Keep ``state`` as the state after ``step`` steps of the run this one starts
+        from (:attr:`Stage.warm_start`), as that run would keep it, so that other runs
+        starting from it, and the run itself, find it. Without a cache it is not kept."""
+        if self.keep_base is not None:
+            self.keep_base(int(step), state)
+
 
 @dataclass(eq=False)
 class Stage:
@@ -127,6 +138,14 @@ class Stage:
     resources: dict[str, float] = field(default_factory=dict)
     cache: bool = True
     fidelity: str | None = None
+    #: Given the stage's settings, those of another run of it (its fidelity at the step
+    #: to start from) whose state this run starts from, or ``None``: from scratch. The
+    #: function gets that run's cached checkpoint as ``context.base`` and must give the
+    #: same result whether it came from the cache or was trained there and then (e.g.
+    #: growing a smaller model trained for some steps: :func:`memotune.stages.text.teacher_stage`).
+    warm_start: Callable[[dict[str, Any]], dict[str, Any] | None] | None = field(
+        default=None, repr=False
+    )
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
@@ -141,6 +160,11 @@ class Stage:
         self.takes_context = _check_signature(self.fn, self.space, self.name)
         if self.fidelity is not None:
             _check_fidelity(self)
+        elif self.warm_start is not None:
+            raise SpaceError(
+                f"stage '{self.name}': a warm start starts from another run's checkpoint, "
+                "which only a stage with a fidelity keeps"
+            )
 
     def __call__(self, upstream: Any, **params: Any) -> Any:
         return self.fn(upstream, **params)
@@ -171,6 +195,7 @@ def stage(
     resources: dict[str, float] | None = None,
     cache: bool = True,
     fidelity: str | None = None,
+    warm_start: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
 ):
     """Decorator that turns a function into a :class:`Stage`.
 
@@ -178,7 +203,8 @@ def stage(
     ``fidelity`` names an integer parameter of the space that counts training
     steps (epochs); the function then takes a ``context``, continues from
     ``context.resume`` when it is given and keeps its state with
-    ``context.checkpoint(step, state)``.
+    ``context.checkpoint(step, state)``. ``warm_start`` (:attr:`Stage.warm_start`)
+    names the run a run starts from.
     """
 
     def wrap(f: Callable[..., Any]) -> Stage:
@@ -193,6 +219,7 @@ def stage(
             resources=dict(resources or {}),
             cache=cache,
             fidelity=fidelity,
+            warm_start=warm_start,
         )
 
     return wrap(fn) if fn is not None else wrap

@@ -1,4 +1,5 @@
-"""A small causal transformer language model, and a shallower student cut from it."""
+"""A small causal transformer language model, a shallower student cut from it, and a
+deeper model grown from it with its function preserved."""
 
 from __future__ import annotations
 
@@ -90,3 +91,27 @@ def cut_student(teacher: TinyLM, layers: int) -> TinyLM:
         )
     student.load_state_dict({k: v.clone() for k, v in state.items()})
     return student
+
+
+def grow(model: TinyLM, layers: int) -> TinyLM:
+    """A deeper model that computes exactly what ``model`` computes: LEMON's lossless
+    depth expansion for pre-norm blocks (Wang et al., "LEMON: Lossless model expansion",
+    ICLR 2024). Each new block is stacked on top as a copy of the last one with its
+    attention output projection and its feed-forward output layer zeroed, so it adds
+    nothing to the residual stream until training moves those two layers (their
+    gradients are not zero, so it does at the first step)."""
+    if layers < model.config.n_layers:
+        raise ValueError(f"cannot grow {model.config.n_layers} layers into {layers}")
+    grown = TinyLM(replace(model.config, n_layers=layers))
+    state = dict(model.state_dict())
+    last = model.config.n_layers - 1
+    for new in range(model.config.n_layers, layers):
+        for name, value in model.blocks[last].state_dict().items():
+            state[f"blocks.{new}.{name}"] = torch.zeros_like(value) if _silenced(name) else value
+    grown.load_state_dict({k: v.clone() for k, v in state.items()})
+    return grown
+
+
+def _silenced(name: str) -> bool:
+    """The layers of a pre-norm block whose outputs join the residual stream."""
+    return name.startswith(("self_attn.out_proj.", "linear2."))

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import sys
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -137,6 +137,7 @@ def teacher_stage(
     threads: int = 1,
     fidelity: bool = False,
     checkpoint_every: int = 10,
+    grow_every: int | None = None,
 ) -> Stage:
     """A stage that trains the teacher LM from scratch on the tokenized training text.
 
@@ -149,10 +150,19 @@ def teacher_stage(
     the validation perplexity per byte (``valid_byte_perplexity``: per token it would
     not compare teachers of different vocabularies) and stops if told to. A run with more steps
     goes on from the deepest cached checkpoint, with the result of training from scratch.
+
+    With ``grow_every`` (and ``fidelity``, and ``n_layers`` searched), a deeper teacher
+    grows: it trains with the fewest layers the space allows and gains one every
+    ``grow_every`` steps, with its function preserved (:func:`model.grow`, LEMON's
+    depth expansion), until it has ``n_layers``. So a teacher's first steps are those
+    of the shallower ones, and it starts from the deepest cached checkpoint of the
+    teacher one layer shallower (:attr:`Stage.warm_start`), paying only for the steps
+    it trains deeper. A run too short to reach its depth ends as deep as it got.
     """
     space = dict(space if space is not None else TEACHER_SPACE)
     fixed = _check(name, space, fixed, TEACHER_DEFAULTS)
     horizon = _horizon(name, space) if fidelity else None
+    growth = _growth(name, space, fidelity, grow_every, checkpoint_every)
 
     def train_teacher(
         data: TokenizedText, *, context: StageContext | None = None, **params: Any
@@ -161,15 +171,21 @@ def teacher_stage(
         config = LMConfig(data.vocab_size, s["d_model"], s["n_layers"], s["n_heads"], s["context"])
         with limited_threads(threads), torch.random.fork_rng(devices=[]):
             torch.manual_seed(s["seed"])
-            net = TinyLM(config)
-            steps = {}
-            if fidelity and context is not None:
-                steps = _stepping(net, data, context, checkpoint_every, int(s["steps"]))
-            history = training.train(net, data.train, _schedule(s, name, horizon), **steps)
+            schedule = _schedule(s, name, horizon)
+            stepped = fidelity and context is not None  # its reports go to the context
+            if growth is not None:  # called bare, it trains as a study would run it
+                bare = StageContext(name, key="", trial_id=None, workdir="")
+                net, history = growth.train(config, data, schedule, context or bare)
+            else:
+                net = TinyLM(config)
+                steps = {}
+                if stepped:
+                    steps = _stepping(net, data, context, checkpoint_every, int(s["steps"]))
+                history = training.train(net, data.train, schedule, **steps)
             metrics = _valid_metrics(net, data)
         trained = TrainedLM(model.describe(net), net.state_dict(), data, metrics)
         metrics = {**metrics, "train_loss": history[-1]["loss"]}
-        if steps:  # the reports are in the context already
+        if stepped:
             return Output(trained, metrics=metrics)
         return Output(trained, metrics=metrics, history=_thin(history))
 
@@ -177,8 +193,11 @@ def teacher_stage(
         train_teacher,
         space=space,
         name=name,
-        version=_version_of({**fixed, "horizon": horizon} if fidelity else fixed),
+        version=_version_of(
+            {**fixed, "horizon": horizon, "grow_every": grow_every} if fidelity else fixed
+        ),
         fidelity="steps" if fidelity else None,
+        warm_start=growth.base if growth is not None else None,
     )
 
 
@@ -193,19 +212,113 @@ def _stepping(
     net: TinyLM, data: TokenizedText, context: StageContext, every: int, last: int
 ) -> dict[str, Any]:
     """``training.train``'s ``resume`` and ``after_step`` for a teacher with a fidelity."""
+    resume = context.resume.state if context.resume is not None else None
+    return {"resume": resume, "after_step": _after_step(net, data, context, every, last)}
+
+
+def _after_step(
+    net: TinyLM,
+    data: TokenizedText,
+    context: StageContext,
+    every: int,
+    last: int,
+    *,
+    shared: int = 0,
+    kept: dict[int, Any] | None = None,
+) -> Any:
+    """What a teacher with a fidelity does after each step: at the pruner's rungs, report
+    the validation perplexity per byte and stop if told to; every ``every`` steps, at the
+    rungs, at step ``shared`` and at the end, keep a checkpoint (up to step ``shared``, as
+    the state of the teacher it grows from); and hand the state at the steps ``kept``
+    names to it."""
 
     def after_step(step: int, state) -> None:
         judged = context.judged_at(step)
         if judged:
             valid = _valid_metrics(net, data)["byte_perplexity"]
             context.report(step, valid_byte_perplexity=valid)
-        if judged or step % every == 0 or step == last:
-            context.checkpoint(step, state())
+        if judged or step % every == 0 or step in (last, shared):
+            keep = context.checkpoint_base if step <= shared else context.checkpoint
+            keep(step, state())
+        if kept is not None and step in kept:
+            kept[step] = state()
         if judged and step < last and context.should_prune():  # trained: nothing to save
             raise TrialPruned()
 
-    resume = context.resume.state if context.resume is not None else None
-    return {"resume": resume, "after_step": after_step}
+    return after_step
+
+
+@dataclass(frozen=True)
+class _Growth:
+    """A teacher that trains with ``fewest`` layers and gains one every ``every`` steps
+    until it has its ``n_layers`` (:func:`teacher_stage`'s ``grow_every``)."""
+
+    fewest: int
+    every: int
+    checkpoint_every: int
+
+    def depth(self, layers: int, step: int) -> int:
+        """The layers of a ``layers``-deep teacher after ``step`` steps (those that train
+        step ``step``; before the first, the fewest)."""
+        return min(layers, self.fewest + max(0, step - 1) // self.every)
+
+    def shared(self, layers: int) -> int:
+        """How many steps a ``layers``-deep teacher shares with one a layer shallower."""
+        return max(0, layers - self.fewest) * self.every
+
+    def base(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The settings of the teacher a run starts from: one layer shallower, trained for
+        the steps they share (:attr:`Stage.warm_start`); ``None`` at the fewest layers."""
+        layers, steps = int(params["n_layers"]), int(params["steps"])
+        if layers <= self.fewest:
+            return None
+        return {**params, "n_layers": layers - 1, "steps": min(steps, self.shared(layers))}
+
+    def train(
+        self, config: LMConfig, data: TokenizedText, schedule: Schedule, context: StageContext
+    ) -> tuple[TinyLM, list[dict[str, float]]]:
+        """Train from the run's own checkpoint, else the shallower teacher's, else from
+        scratch (torch seeded by the caller), growing at every ``every`` steps."""
+        layers, last = config.n_layers, schedule.steps
+        start = context.resume or context.base
+        state, step = (start.state, start.step) if start is not None else (None, 0)
+        net = TinyLM(replace(config, n_layers=self.depth(layers, step)))
+        while True:
+            depth = self.depth(layers, step + 1) if step < last else net.config.n_layers
+            if depth > net.config.n_layers:
+                net, state = training.grown(state, net.config, depth)
+            end = last if depth >= layers else min(last, self.shared(depth + 1))
+            kept: dict[int, Any] = {end: None}
+            hook = _after_step(
+                net,
+                data,
+                context,
+                self.checkpoint_every,
+                last,
+                shared=self.shared(layers),
+                kept=kept,
+            )
+            history = training.train(
+                net, data.train, replace(schedule, steps=end), resume=state, after_step=hook
+            )
+            if end >= last:
+                return net, history
+            step, state = end, kept[end]
+
+
+def _growth(
+    name: str, space: dict[str, Param], fidelity: bool, every: int | None, checkpoint_every: int
+) -> _Growth | None:
+    if every is None:
+        return None
+    layers = space.get("n_layers")
+    if not fidelity or not isinstance(layers, Int) or every < 1:
+        raise SpaceError(
+            f"stage '{name}': grow_every needs a steps fidelity, n_layers searched as an Int "
+            f"and a positive number of steps, got fidelity={fidelity}, n_layers={layers!r}, "
+            f"grow_every={every}"
+        )
+    return _Growth(int(layers.low), int(every), checkpoint_every)
 
 
 def distill_stage(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import model as lm
 from .model import TinyLM
 
 
@@ -131,6 +132,25 @@ def train(
             model.train()  # a validation in after_step leaves it in eval mode
     model.eval()
     return history
+
+
+def grown(state: dict[str, Any], config: lm.LMConfig, layers: int) -> tuple[TinyLM, dict[str, Any]]:
+    """A model of ``config`` at a run's ``state`` (as :func:`train` hands it out), grown to
+    ``layers`` with its function preserved (:func:`model.grow`), and the state that
+    :func:`train` goes on from: the same step, schedule and batches, the optimizer's
+    moments kept for the parameters the model had and fresh for the new blocks."""
+    small = TinyLM(config)
+    small.load_state_dict(state["model"])
+    large = lm.grow(small, layers)
+    optimizer = state["optimizer"]
+    if len(optimizer["param_groups"]) != 1:
+        raise ValueError("growing a run needs an optimizer with one parameter group")
+    index = {name: i for i, (name, _) in enumerate(large.named_parameters())}
+    names = [name for name, _ in small.named_parameters()]
+    moments = {index[names[int(i)]]: value for i, value in optimizer["state"].items()}
+    (group,) = optimizer["param_groups"]
+    optimizer = {"state": moments, "param_groups": [{**group, "params": sorted(index.values())}]}
+    return large, {**state, "model": large.state_dict(), "optimizer": optimizer}
 
 
 def distillation_loss(
