@@ -105,6 +105,9 @@ class _PrunerActor:
     def should_prune(self, *report: Any) -> bool:
         return self.pruner.should_prune(*report)
 
+    def observe(self, record: TrialRecord) -> None:
+        self.pruner.observe(record)
+
 
 @dataclass(frozen=True)
 class _RemoteJudge:
@@ -213,6 +216,8 @@ class RayRunner:
         for ref in ready:
             for trial in waiting[ref]:
                 finished.append(self._collect(trial))
+                if self._judge is not None:  # the pruner learns what its rungs predicted
+                    self._judge.actor.observe.remote(finished[-1])
                 del self._trials[trial.id]
                 self._losses.finished(trial.id)
                 self._land(trial.id)

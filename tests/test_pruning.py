@@ -282,3 +282,27 @@ def test_a_trial_pruned_before_the_last_stage_is_modelled_as_typical_not_failed(
     observations.add(trial("failed", None, 0.5))
     _, values = observations.objective_data()
     assert values.squeeze(-1).tolist() == [-1.0, -2.0, -4.0, -2.0, -4.0]  # median; worst
+
+
+@pytest.mark.parametrize("agrees", [True, False])
+def test_a_rung_stops_trials_only_while_it_ranks_them_as_their_objective_does(agrees):
+    from memotune.pipelines import StageRecord, TrialRecord
+
+    asha = ASHA("loss", reduction=3, min_evidence=8).for_pipeline(pipeline)  # rungs 1, 3, 9
+
+    def finished(trial_id, at_rung):
+        objective = at_rung if agrees else 10.0 - at_rung  # the final loss, minimized
+        history = [{"step": 1, "loss": at_rung}, {"step": 9, "loss": objective}]
+        stages = [StageRecord(stage="train", key=str(trial_id), cost=1.0, history=history)]
+        metrics = {"loss": objective}
+        return TrialRecord({}, "completed", objective, metrics, stages, trial_id=trial_id)
+
+    for trial_id in range(7):
+        asha.observe(finished(trial_id, at_rung=float(trial_id)))
+    assert asha.agreement(1) == 1.0  # too few finished trials to judge the rung by
+    assert asha.should_prune(100, "train", 1, {"loss": 9.0})  # behind: ASHA stops it
+    asha.observe(finished(7, at_rung=7.0))
+    assert asha.agreement(1) == pytest.approx(1.0 if agrees else -1.0)
+    # a trial far behind at the rung is stopped only where the rung has predicted the end
+    assert asha.should_prune(101, "train", 1, {"loss": 9.5}) is agrees
+    assert asha.agreement(3) == 1.0  # nothing finished reported at rung 3

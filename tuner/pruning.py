@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import scipy.stats
+
 from memotune.pipelines import Pipeline, TrialRecord
 from memotune.pipelines.stage import Judge, Stage
 
@@ -47,6 +49,13 @@ class ASHA:
     one stage's reports (default: any stage that reports ``metric``). ``min_step``
     defaults to the lower bound of the pruned stages' fidelity: no trial is stopped
     before the fewest steps the search space would train anyway.
+
+    A rung stops trials only while its metric ranks them as their objective does:
+    once ``min_evidence`` finished trials reported there, the Spearman correlation
+    of what they reported with their objective (signed so that agreeing counts as
+    positive) must be at least ``min_agreement``. An intermediate metric that does
+    not predict the objective (a later stage decides it, or the metric is not
+    comparable across configurations) is no reason to stop a trial.
     """
 
     metric: str
@@ -54,8 +63,14 @@ class ASHA:
     min_step: int | None = None
     reduction: int = 3
     stage: str | None = None
+    min_evidence: int = 8
+    min_agreement: float = 0.3
+    #: whether the pipeline maximizes its objective (``for_pipeline`` sets it)
+    maximize: bool = False
     #: rung step → trial id → the metric it reported there
     rungs: dict[int, dict[int, float]] = field(default_factory=dict)
+    #: trial id → the objective of a finished trial
+    outcomes: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
@@ -64,12 +79,11 @@ class ASHA:
             raise ValueError("ASHA needs min_step >= 1 and reduction >= 2")
 
     def for_pipeline(self, pipeline: Pipeline) -> ASHA:
-        """This rule with its ``min_step`` set: as given, or the smallest lower bound of
-        the fidelities of the stages it prunes."""
-        if self.min_step is not None:
-            return self
+        """This rule for ``pipeline``'s objective, with its ``min_step`` set: as given, or
+        the smallest lower bound of the fidelities of the stages it prunes."""
         lows = [int(s.space[s.fidelity].low) for s in self.stages_of(pipeline)]
-        return dataclasses.replace(self, min_step=max(1, min(lows, default=1)))
+        min_step = self.min_step if self.min_step is not None else max(1, min(lows, default=1))
+        return dataclasses.replace(self, min_step=min_step, maximize=pipeline.maximize)
 
     def stages_of(self, pipeline: Pipeline) -> list[Stage]:
         """The stages of ``pipeline`` this rule prunes: those with a fidelity (``stage``'s
@@ -87,17 +101,38 @@ class ASHA:
             return False
         rung = self.rungs.setdefault(step, {})
         rung[trial_id] = float(value)
+        if self.agreement(step) < self.min_agreement:
+            return False
         ranked = sorted(rung.values(), reverse=self.mode == "max")
         kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
         return value > kept if self.mode == "min" else value < kept
 
     def observe(self, record: TrialRecord) -> None:
-        """Take a finished trial's reports into the rungs (so a resumed study keeps them)."""
+        """Take a finished trial's reports into the rungs, and its objective (so a resumed
+        study keeps both)."""
+        if record.trial_id is None:
+            return
         for stage in record.stages:
             for entry in stage.history:
                 step, value = int(entry.get("step", -1)), entry.get(self.metric)
-                if self._applies(stage.stage, step, value) and record.trial_id is not None:
+                if self._applies(stage.stage, step, value):
                     self.rungs.setdefault(step, {}).setdefault(record.trial_id, float(value))
+        if record.completed and record.objective is not None and math.isfinite(record.objective):
+            self.outcomes[record.trial_id] = float(record.objective)
+
+    def agreement(self, step: int) -> float:
+        """How well the metric at rung ``step`` has ranked finished trials as their
+        objective did: Spearman's correlation, positive where they agree; ``1.0`` until
+        ``min_evidence`` finished trials reported there (ASHA's own assumption)."""
+        rung = self.rungs.get(step, {})
+        pairs = [(rung[t], objective) for t, objective in self.outcomes.items() if t in rung]
+        if len(pairs) < self.min_evidence:
+            return 1.0
+        metric, objective = zip(*pairs, strict=True)
+        rho = scipy.stats.spearmanr(metric, objective).statistic
+        if not math.isfinite(rho):  # every metric or every objective alike: no evidence
+            return 1.0
+        return rho if (self.mode == "max") == self.maximize else -rho
 
     def decides_at(self, stage: str, step: int) -> bool:
         """Whether ``step`` is a rung of this rule for ``stage``."""
