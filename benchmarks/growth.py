@@ -18,15 +18,18 @@ objective (the distilled student's). One process, torch on one thread.
 from __future__ import annotations
 
 import json
+import shlex
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import parser, report  # noqa: E402
 
 from memotune import StageCache, run  # noqa: E402
+from memotune.bench import provenance  # noqa: E402
 from memotune.loading import load_pipeline  # noqa: E402
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "language.py"
@@ -70,6 +73,7 @@ def main() -> None:
     p.add_argument("--lrs", default="0.006,0.012,0.024")
     p.add_argument("--vocabs", default="300,500")
     args = p.parse_args()
+    started = time.time()
     grown = load_pipeline(f"{EXAMPLE}:grown")
     scratch = load_pipeline(f"{EXAMPLE}:steps")
     rows = []
@@ -91,7 +95,10 @@ def main() -> None:
     figures["settings"] = len(rows)
     report(figures, None)
     if args.json:
-        Path(args.json).write_text(json.dumps({**figures, "rows": rows}, indent=2) + "\n")
+        record = provenance(sys.argv[1:], started, time.time())  # commit and machine
+        record["command"] = "python benchmarks/growth.py " + shlex.join(sys.argv[1:])
+        figures = {**figures, "rows": rows, "provenance": record}
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(f"wrote {args.json}")
 
 

@@ -7,6 +7,7 @@ Runs on scikit-learn's digits (1797 8×8 images, shipped with the package):
 The trainer runs 1 or 2 DDP workers (a hyperparameter) through Ray Train, so
 every trial pays Ray Train's start-up (about 20–30 s on a 2-CPU machine);
 configurations that share the preprocessing settings share its output.
+``examples/digits_cnn.py:epochs`` has the CNN's epochs as a fidelity.
 """
 
 import numpy as np
@@ -62,21 +63,24 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
     return {"accuracy": (logits.argmax(dim=1) == labels).float().mean().item()}
 
 
-train = ddp_trainer(
-    SmallCNN,
-    F.cross_entropy,
-    metrics=accuracy,
-    space={
-        "lr": Float(1e-3, 3e-2, log=True),
-        "batch_size": Int(32, 256, log=True),
-        "epochs": Int(3, 12),
-        "weight_decay": Float(1e-6, 1e-3, log=True),
-        "num_workers": Int(1, 2),
-        "channels": Int(8, 32),
-    },
-    name="train",
-    checkpoint_every=5,  # epochs take well under a second here; a report costs up to 2 s
-)
+def trainer(**options):
+    """The data-parallel CNN trainer of this example (``options``: e.g. ``fidelity=True``)."""
+    return ddp_trainer(
+        SmallCNN,
+        F.cross_entropy,
+        metrics=accuracy,
+        space={
+            "lr": Float(1e-3, 3e-2, log=True),
+            "batch_size": Int(32, 256, log=True),
+            "epochs": Int(3, 12),
+            "weight_decay": Float(1e-6, 1e-3, log=True),
+            "num_workers": Int(1, 2),
+            "channels": Int(8, 32),
+        },
+        name="train",
+        checkpoint_every=5,  # epochs take well under a second here; a report costs up to 2 s
+        **options,
+    )
 
 
 @stage
@@ -93,10 +97,20 @@ def evaluate(trained):
     }
 
 
-pipeline = Pipeline(
-    [preprocess, train, evaluate],
-    objective="accuracy",
-    direction="maximize",
-    inputs=load_splits(),
-    name="digits-cnn",
-)
+def digits_cnn(train, name):
+    return Pipeline(
+        [preprocess, train, evaluate],
+        objective="accuracy",
+        direction="maximize",
+        inputs=load_splits(),
+        name=name,
+    )
+
+
+pipeline = digits_cnn(trainer(), "digits-cnn")
+
+#: The same pipeline with the CNN's ``epochs`` as its fidelity: a run keeps its last
+#: state in the cache, a run of the same settings with more epochs goes on from it, and
+#: at the pruner's rungs (epochs 3 and 9 by default) rank 0 asks whether to stop.
+#: ``memotune tune examples/digits_cnn.py:epochs --budget 300 --prune val_loss``
+epochs = digits_cnn(trainer(fidelity=True), "digits-cnn-epochs")

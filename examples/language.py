@@ -48,6 +48,7 @@ TEACHER_SPACE = {
     "n_layers": Int(2, 3),
 }
 TEACHER_FIXED = {"d_model": 64, "n_heads": 4, "context": 32, "batch_size": 16}
+TEXT = pydoc_text(valid_fraction=0.1, test_fraction=0.1)
 
 tokenize = tokenize_stage(space={"vocab_size": Int(260, 600, log=True)})
 teacher = teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED)
@@ -60,14 +61,20 @@ distill = [
     for round_ in (1, 2, 3)
 ]
 
-pipeline = Pipeline(
-    [tokenize, teacher, *distill, perplexity_stage()],
-    objective="byte_perplexity",
-    direction="minimize",
-    inputs=pydoc_text(valid_fraction=0.1, test_fraction=0.1),
-    name="language",
-    test_metric="test_byte_perplexity",
-)
+
+def language(teacher, name):
+    """Tokenizer → ``teacher`` → three rounds of distillation → perplexity."""
+    return Pipeline(
+        [tokenize, teacher, *distill, perplexity_stage()],
+        objective="byte_perplexity",
+        direction="minimize",
+        inputs=TEXT,
+        name=name,
+        test_metric="test_byte_perplexity",
+    )
+
+
+pipeline = language(teacher, "language")
 
 #: The same pipeline with the teacher's ``steps`` as its fidelity: its learning rate
 #: follows the 90-step schedule whatever its steps (a shorter run is the start of a
@@ -75,18 +82,8 @@ pipeline = Pipeline(
 #: reports its validation perplexity per byte and asks whether to stop; a trial with more
 #: steps goes on from a cached teacher's checkpoint. ``memotune tune
 #: examples/language.py:steps --prune valid_byte_perplexity``
-steps = Pipeline(
-    [
-        tokenize,
-        teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True),
-        *distill,
-        perplexity_stage(),
-    ],
-    objective="byte_perplexity",
-    direction="minimize",
-    inputs=pipeline.inputs,
-    name="language-steps",
-    test_metric="test_byte_perplexity",
+steps = language(
+    teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True), "language-steps"
 )
 
 #: ``steps`` with deeper teachers grown from shallower ones: a teacher trains with two
@@ -94,16 +91,7 @@ steps = Pipeline(
 #: preserved (LEMON's depth expansion), so a 3-layer teacher starts from the cached
 #: state of the 2-layer teacher of the same settings and pays only for its last steps.
 #: ``memotune tune examples/language.py:grown --prune valid_byte_perplexity``
-grown = Pipeline(
-    [
-        tokenize,
-        teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True, grow_every=30),
-        *distill,
-        perplexity_stage(),
-    ],
-    objective="byte_perplexity",
-    direction="minimize",
-    inputs=pipeline.inputs,
-    name="language-grown",
-    test_metric="test_byte_perplexity",
+grown = language(
+    teacher_stage(space=TEACHER_SPACE, fixed=TEACHER_FIXED, fidelity=True, grow_every=30),
+    "language-grown",
 )

@@ -1,8 +1,9 @@
 """The data-parallel trainer stage on real Ray Train workers (gloo on CPU).
 
 Each Ray Train run costs about 20-30 s of fixed start-up on a 2-CPU machine,
-so this file keeps to three runs: DDP against a single process, a worker
-killed mid-training, and the digits example through the cache.
+so this file keeps to few runs: DDP against a single process, a worker
+killed mid-training, a run stopped early and continued, and the digits example
+through the cache.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from mlflow import MlflowClient
 from ray import cloudpickle
 from torch import nn
 
-from memotune import StageCache, run
+from memotune import Int, Pipeline, Stage, StageCache, run
 from memotune.loading import load_pipeline
+from memotune.pipelines import SpaceError, run_trial
 from memotune.pipelines.ray_runner import RayRunner
 from memotune.stages.distributed import (
     DistributedTrainingError,
@@ -130,7 +132,7 @@ def test_two_ddp_workers_take_the_single_process_steps_nested_in_a_ray_task(ray_
     assert [row["epoch"] for row in trained.history] == [0, 1, 2]
     train_losses = [row["train_loss"] for row in trained.history]
     assert train_losses == pytest.approx(reference_losses, rel=1e-5)
-    assert [row["step"] for row in output.history] == [0, 1, 2]
+    assert [row["step"] for row in output.history] == [1, 2, 3]  # epochs done
     assert output.metrics["resumes"] == 0
     assert output.metrics["ray_train_overhead_seconds"] > 0
 
@@ -199,11 +201,52 @@ def test_digits_example_reuses_the_cached_preprocessing(ray_session, tmp_path):
         assert record.objective > 0.8  # test accuracy of a 3-epoch CNN on digits
         stage = record.stages[1]
         assert stage.metrics["resumes"] == 0
-        assert [row["step"] for row in stage.history] == [0, 1, 2]
+        assert [row["step"] for row in stage.history] == [1, 2, 3]
         logged = {(m.key, m.value, m.step) for m in trial_metrics(record, 0.0)}  # for MLflow
         for row in stage.history:
             for name in ("train_loss", "val_loss", "val_accuracy", "epoch_seconds"):
                 assert (f"train.{name}", row[name], row["step"]) in logged
+
+
+class StopAt:
+    """A pruner that stops every trial once it has trained ``epochs`` epochs."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+
+    def decides_at(self, stage: str, step: int) -> bool:
+        return step == self.epochs
+
+    def should_prune(self, trial_id, stage, step, metrics) -> bool:
+        assert "val_loss" in metrics  # rank 0 asks, with its validation figures
+        return True
+
+
+def test_an_epochs_fidelity_stops_in_the_workers_and_goes_on_from_the_cache(ray_session, tmp_path):
+    """A run pruned after 2 of 4 epochs keeps its state; the same settings then train
+    only the 2 epochs left, and end where 4 epochs in one process end."""
+    data = {**make_data(), "val": make_data(seed=1)["train"]}
+    params = {"lr": 0.02, "batch_size": 25, "weight_decay": 0.0, "num_workers": 1}
+    trainer = ddp_trainer(
+        SmallNet, F.cross_entropy, space={"epochs": Int(1, 4)}, fixed=params, fidelity=True
+    )
+    source = Stage(lambda inputs: data, name="data", version="1")
+    score = Stage(lambda trained: {"loss": trained.metrics["train_loss"]}, name="score")
+    pipeline = Pipeline([source, trainer, score], objective="loss", direction="minimize")
+    config = {"data": {}, "train": {"epochs": 4}, "score": {}}
+    cache = StageCache(tmp_path / "cache")
+
+    stopped = run_trial(pipeline, pipeline.plan(config), cache, trial_id=0, judge=StopAt(2))
+    assert stopped.pruned and [h["step"] for h in stopped.stages[1].history] == [1, 2]
+    continued = run(pipeline, config, cache=cache)
+    assert continued.completed and continued.stages[1].resumed_from == 2
+    assert [h["step"] for h in continued.stages[1].history] == [1, 2, 3, 4]
+    trained: TrainedModel = cache.get(continued.stages[1].key).value["value"]
+    reference, reference_losses = single_process(data, {**params, "epochs": 4})
+    assert max_difference(trained.state_dict, reference) < WEIGHT_TOLERANCE
+    assert [row["train_loss"] for row in trained.history] == pytest.approx(reference_losses)
+    with pytest.raises(SpaceError, match="epochs fidelity"):
+        ddp_trainer(SmallNet, F.cross_entropy, space={}, fixed={"epochs": 4}, fidelity=True)
 
 
 def test_workers_the_cluster_can_never_hold_fail_at_once(ray_session, tmp_path):
@@ -242,4 +285,4 @@ def test_memotune_tune_runs_the_example_with_eeipu_and_logs_epochs_to_mlflow(tmp
     for child in trials:
         epochs = int(child.data.params["train.epochs"])
         history = client.get_metric_history(child.info.run_id, "train.val_accuracy")
-        assert sorted(m.step for m in history) == list(range(epochs))
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))

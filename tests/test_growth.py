@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from memotune import Float, Int, Pipeline, StageCache, run
-from memotune.pipelines import SpaceError
+from memotune.pipelines import SpaceError, run_trial
 from memotune.stages.text import TextSplits, perplexity_stage, teacher_stage, tokenize_stage
 from memotune.stages.text.model import LMConfig, TinyLM, grow
 
@@ -47,19 +47,41 @@ def _setting(layers, steps):
     return {"tokenize": {}, "teacher": {"lr": 0.005, "steps": steps, "n_layers": layers}}
 
 
+class Steps:
+    """A judge that stops nothing and notes every step a teacher trained."""
+
+    def __init__(self):
+        self.trained = []
+
+    def decides_at(self, stage, step):
+        self.trained.append(step)
+        return False
+
+    def should_prune(self, trial_id, stage, step, metrics):
+        return False
+
+
+def _trained(language, layers, steps, cache):
+    """The trial's record and the steps its teacher trained in this run."""
+    watch = Steps()
+    config = {**_setting(layers, steps), "evaluate": {}}
+    record = run_trial(language, language.plan(config), cache, trial_id=0, judge=watch)
+    return record, watch.trained
+
+
 def test_a_deeper_teacher_starts_from_the_shallower_ones_cached_steps(tmp_path):
     language = _language()  # 1 layer for steps 1-4, 2 for 5-8, then 3
     cache = StageCache(tmp_path / "cache")
-    shallow = run(language, {**_setting(2, 10), "evaluate": {}}, cache=cache)
-    deep = run(language, {**_setting(3, 12), "evaluate": {}}, cache=cache)
-    scratch = run(language, {**_setting(3, 12), "evaluate": {}}, cache=StageCache(tmp_path / "s"))
-    assert shallow.stages[1].resumed_from is None
+    shallow, trained = _trained(language, 2, 10, cache)
+    assert shallow.stages[1].resumed_from is None and trained == list(range(1, 11))
+    deep, trained = _trained(language, 3, 12, cache)
     assert deep.stages[1].resumed_from == 8  # the 2-layer teacher's state after 8 steps
-    assert scratch.stages[1].resumed_from is None
-    assert deep.objective == scratch.objective  # wherever the shallow steps came from
-    assert deep.stages[1].compute_seconds < scratch.stages[1].compute_seconds
+    assert trained == [9, 10, 11, 12]  # only the steps with three layers
     assert deep.stages[1].resumed_cost > 0  # its cost from scratch stays known
-    bare = run(language, {**_setting(3, 12), "evaluate": {}}, cache=None)
+    scratch, trained = _trained(language, 3, 12, StageCache(tmp_path / "s"))
+    assert scratch.stages[1].resumed_from is None and trained == list(range(1, 13))
+    assert deep.objective == scratch.objective  # wherever the shallow steps came from
+    bare = run(language, {**_setting(3, 12), "evaluate": {}}, cache=None)  # no cache at all
     assert bare.objective == scratch.objective
 
 

@@ -90,6 +90,27 @@ class LoopConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     checkpoint_every: int = 1
     """Epochs between checkpoints (the last epoch always gets one)."""
+    initial: dict[str, Any] | None = None
+    """A state to start from (as :func:`train_worker` checkpoints it): a cached run of the
+    same training with fewer epochs, continued."""
+    pruning: Pruning | None = None
+    """Who decides, at its rungs, whether the run stops early."""
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """The study's pruner as a run asks it: ``judge`` (a :class:`memotune.pipelines.Judge`)
+    for trial ``trial_id``'s stage ``stage``, at epochs counted from 1."""
+
+    judge: Any
+    trial_id: int | None
+    stage: str
+
+    def decides_at(self, epochs: int) -> bool:
+        return bool(self.judge.decides_at(self.stage, epochs))
+
+    def stops(self, epochs: int, row: dict[str, float]) -> bool:
+        return bool(self.judge.should_prune(self.trial_id, self.stage, epochs, row))
 
 
 def make_model(config: LoopConfig) -> nn.Module:
@@ -107,11 +128,14 @@ def make_optimizer(
 def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     """Ray Train's ``train_loop_per_worker``: ``config["loop"]`` is a :class:`LoopConfig`.
 
-    Every ``checkpoint_every``-th epoch and the last end with a checkpoint
-    holding rank 0's weights (``"model"``), so the last one holds the trained
-    weights. Rank 0 returns the per-epoch history, the epochs training resumed
-    from after a failure and the wall seconds of each epoch this attempt ran,
-    checkpoints included; other ranks return None.
+    Every ``checkpoint_every``-th epoch, every epoch where the pruner decides and the
+    last end with a checkpoint holding rank 0's weights (``"model"``), so the last one
+    holds the trained weights. Training starts from ``loop.initial`` if given (unless
+    a restart finds a checkpoint of this run), and stops early where the pruner says
+    so (every rank learns rank 0's answer). Rank 0 returns the per-epoch history, the
+    epochs training resumed from after a failure, the wall seconds of each epoch this
+    attempt ran, checkpoints included, and the epochs after which it was stopped
+    (``pruned_at``, or None); other ranks return None.
     """
     loop: LoopConfig = config["loop"]
     settings = loop.settings
@@ -121,6 +145,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
 
     model = make_model(loop)
     state = restore_checkpoint()
+    restarted = state is not None
+    if state is None:
+        state = loop.initial
     if state is not None:
         model.load_state_dict(state["model"])
     model = ray.train.torch.prepare_model(model)
@@ -131,10 +158,11 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         history, first_epoch = list(state["history"]), int(state["epoch"]) + 1
-        resumed_from = [*state["resumed_from"], first_epoch]
+        resumed_from = [*state["resumed_from"], *([first_epoch] if restarted else [])]
 
     inputs, targets = (as_tensor(a) for a in loop.train)
     epoch_walls: list[float] = []  # whole epochs, checkpoint included
+    pruned_at = None
     for epoch in range(first_epoch, settings.epochs):
         epoch_started = time.perf_counter()
         local = train_epoch(
@@ -147,7 +175,9 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
         row["epoch_seconds"] = time.perf_counter() - epoch_started
         history.append(row)
         last = epoch + 1 == settings.epochs
-        if last or (epoch + 1) % loop.checkpoint_every == 0:
+        judged = loop.pruning is not None and not last and loop.pruning.decides_at(epoch + 1)
+        stop = judged and _stops(loop.pruning, epoch + 1, row, rank, device, world)
+        if last or judged or (epoch + 1) % loop.checkpoint_every == 0:
             state = {}  # only rank 0's is saved
             if rank == 0:
                 state = {
@@ -159,13 +189,35 @@ def train_worker(config: dict[str, Any]) -> dict[str, Any] | None:
                 }
             save_checkpoint(state, row)
         epoch_walls.append(time.perf_counter() - epoch_started)
+        if stop:
+            pruned_at = epoch + 1
+            break
     if rank != 0:
         return None
     return {
         "history": history,
         "resumed_from": resumed_from,
         "epoch_walls": epoch_walls,
+        "pruned_at": pruned_at,
     }
+
+
+def _stops(
+    pruning: Pruning,
+    epochs: int,
+    row: dict[str, float],
+    rank: int,
+    device: torch.device,
+    world: int,
+) -> bool:
+    """Rank 0 asks the pruner (it alone has the validation figures); every rank gets its
+    answer, so all stop after the same epoch."""
+    answer = torch.zeros(1, device=device)
+    if rank == 0:
+        answer += float(pruning.stops(epochs, row))
+    if world > 1:
+        dist.broadcast(answer, src=0)
+    return bool(answer.item())
 
 
 def train_epoch(

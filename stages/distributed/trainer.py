@@ -27,13 +27,14 @@ from memotune.pipelines import (
     SpaceError,
     Stage,
     StageContext,
+    TrialPruned,
     check_settings,
     factory_version,
     scratch_folder,
 )
 
 from .launch import LaunchResult, WorkerResources, launch
-from .loop import LoopConfig, LossFn, MetricsFn, TrainSettings, train_worker
+from .loop import LoopConfig, LossFn, MetricsFn, Pruning, TrainSettings, train_worker
 
 #: The search space of a trainer stage when none is given.
 DEFAULT_SPACE: dict[str, Param] = {
@@ -88,6 +89,7 @@ def ddp_trainer(
     max_failures: int = 2,
     checkpoint_every: int = 1,
     version: str | None = None,
+    fidelity: bool = False,
 ) -> Stage:
     """A stage that trains ``model()`` with ``num_workers`` DDP workers on Ray Train.
 
@@ -111,6 +113,12 @@ def ddp_trainer(
     loop, this stage), ``model``, ``loss``, ``metrics`` and ``fixed``, so
     editing any of them invalidates the stage's cache entries. Pass
     ``version=`` when ``model`` calls code whose edits should count too.
+
+    With ``fidelity``, ``epochs`` (searched) is the stage's fidelity: the run keeps its
+    last state in the stage cache, a run of the same settings with more epochs goes on
+    from it (exactly: the learning rate is constant and the batches follow the seed and
+    the epoch), and at the study pruner's rungs rank 0 asks whether to stop (the
+    state there is kept too, so a pruned run can be continued).
     """
     fixed = dict(fixed or {})
     if space is None:
@@ -121,6 +129,8 @@ def ddp_trainer(
             raise SpaceError(f"stage '{name}': {what} must be callable, got {callable_!r}")
     check_settings(name, space, fixed)
     _check_model_arguments(model, [p for p in [*space, *fixed] if p not in SETTINGS], name)
+    if fidelity and not isinstance(space.get("epochs"), Int):
+        raise SpaceError(f"stage '{name}': an epochs fidelity needs 'epochs' searched as an Int")
     if checkpoint_every < 1:
         raise SpaceError(f"stage '{name}': checkpoint_every must be >= 1, got {checkpoint_every}")
     try:  # fail now on bad fixed values and resource numbers
@@ -142,6 +152,7 @@ def ddp_trainer(
             metrics=metrics,
             model_kwargs={k: v for k, v in chosen.items() if k not in SETTINGS},
             checkpoint_every=checkpoint_every,
+            **(_continued(context, name) if fidelity else {}),
         )
         with scratch_folder(context, "memotune-ddp-") as workdir:
             run = launch(
@@ -156,15 +167,36 @@ def ddp_trainer(
             )
         trained = _trained_model(run, loop.model_kwargs, handed_on)
         if context is not None:
-            for row in trained.history:
-                context.report(int(row["epoch"]), **{k: v for k, v in row.items() if k != "epoch"})
+            for row in _stepped(trained.history)[len(context.history) :]:  # not those resumed
+                context.report(**row)
+        if fidelity and context is not None:
+            context.checkpoint(len(trained.history), run.state)
+            if run.value["pruned_at"] is not None:
+                raise TrialPruned()
         stepped = [] if context else _stepped(trained.history)
         return Output(trained, metrics=trained.metrics, history=stepped)
 
     if version is None:
         package = [sys.modules[f"{__package__}.{m}"] for m in ("batches", "loop", "trainer")]
         version = factory_version([*package, model, loss, *([metrics] if metrics else [])], fixed)
-    return Stage(train, space=space, name=name, version=version, num_cpus=0, num_gpus=0)
+    return Stage(
+        train,
+        space=space,
+        name=name,
+        version=version,
+        num_cpus=0,
+        num_gpus=0,
+        fidelity="epochs" if fidelity else None,
+    )
+
+
+def _continued(context: StageContext | None, stage: str) -> dict[str, Any]:
+    """A run's cached state to go on from and the study's pruner, for the loop."""
+    if context is None:
+        return {}
+    initial = context.resume.state if context.resume is not None else None
+    pruning = Pruning(context.judge, context.trial_id, stage) if context.judge else None
+    return {"initial": initial, "pruning": pruning}
 
 
 def _trained_model(run: LaunchResult, model_kwargs: dict, handed_on: dict) -> TrainedModel:
@@ -234,6 +266,8 @@ def _check_model_arguments(model: Callable[..., nn.Module], names: list[str], st
 
 
 def _stepped(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The history as stepped metrics: the step is the epochs done (as a fidelity counts)."""
     return [
-        {"step": row["epoch"], **{k: v for k, v in row.items() if k != "epoch"}} for row in history
+        {"step": int(row["epoch"]) + 1, **{k: v for k, v in row.items() if k != "epoch"}}
+        for row in history
     ]

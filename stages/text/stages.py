@@ -147,8 +147,9 @@ def teacher_stage(
     follows the schedule of the longest run the space allows, so a shorter run is the
     start of a longer one. Every ``checkpoint_every`` steps, at the end, and where the
     study's pruner decides, it keeps a checkpoint; where the pruner decides it reports
-    the validation perplexity per byte (``valid_byte_perplexity``: per token it would
-    not compare teachers of different vocabularies) and stops if told to. A run with more steps
+    the validation perplexity per byte (``valid_byte_perplexity``, the one to prune on)
+    and the loss per token (``valid_loss``, which does not compare teachers of
+    different vocabularies) and stops if told to. A run with more steps
     goes on from the deepest cached checkpoint, with the result of training from scratch.
 
     With ``grow_every`` (and ``fidelity``, and ``n_layers`` searched), a deeper teacher
@@ -235,8 +236,10 @@ def _after_step(
     def after_step(step: int, state) -> None:
         judged = context.judged_at(step)
         if judged:
-            valid = _valid_metrics(net, data)["byte_perplexity"]
-            context.report(step, valid_byte_perplexity=valid)
+            valid = _valid_metrics(net, data)
+            context.report(
+                step, valid_byte_perplexity=valid["byte_perplexity"], valid_loss=valid["valid_loss"]
+            )
         if judged or step % every == 0 or step in (last, shared):
             keep = context.checkpoint_base if step <= shared else context.checkpoint
             keep(step, state())
