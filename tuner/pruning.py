@@ -101,11 +101,10 @@ class ASHA:
             return False
         rung = self.rungs.setdefault(step, {})
         rung[trial_id] = float(value)
-        if self.agreement(step) < self.min_agreement:
-            return False
         ranked = sorted(rung.values(), reverse=self.mode == "max")
         kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
-        return value > kept if self.mode == "min" else value < kept
+        behind = value > kept if self.mode == "min" else value < kept
+        return behind and self.agreement(step) >= self.min_agreement
 
     def observe(self, record: TrialRecord) -> None:
         """Take a finished trial's reports into the rungs, and its objective (so a resumed
@@ -129,7 +128,7 @@ class ASHA:
         if len(pairs) < self.min_evidence:
             return 1.0
         metric, objective = zip(*pairs, strict=True)
-        rho = scipy.stats.spearmanr(metric, objective).statistic
+        rho = float(scipy.stats.spearmanr(metric, objective).statistic)
         if not math.isfinite(rho):  # every metric or every objective alike: no evidence
             return 1.0
         return rho if (self.mode == "max") == self.maximize else -rho

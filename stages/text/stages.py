@@ -175,8 +175,8 @@ def teacher_stage(
             schedule = _schedule(s, name, horizon)
             stepped = fidelity and context is not None  # its reports go to the context
             if growth is not None:  # called bare, it trains as a study would run it
-                bare = StageContext(name, key="", trial_id=None, workdir="")
-                net, history = growth.train(config, data, schedule, context or bare)
+                context = context or StageContext(name, key="", trial_id=None, workdir="")
+                net, history = growth.train(config, data, schedule, context)
             else:
                 net = TinyLM(config)
                 steps = {}
