@@ -58,6 +58,9 @@ class TrialRecord:
     started: float = 0.0
     finished: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
+    #: a pruned trial's likely objective, as the study's pruner forecasts it from what
+    #: the trial reported before it stopped (``None``: no forecast)
+    forecast: float | None = None
 
     @property
     def completed(self) -> bool:

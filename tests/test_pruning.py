@@ -49,12 +49,12 @@ class Scripted(Tuner):
         return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
 
 
-def open_study(tmp_path, pruner, trials=6, **options):
+def open_study(tmp_path, pruner, trials=6, tuner=Scripted, **options):
     return Study(
         pipeline,
         name="s",
         budget=Budget(TRIALS, trials),
-        tuner=Scripted,
+        tuner=tuner,
         storage=tmp_path / "studies",
         cache=StageCache(tmp_path / "cache"),
         pruner=pruner,
@@ -280,8 +280,49 @@ def test_a_trial_pruned_before_the_last_stage_is_modelled_as_typical_not_failed(
         observations.add(trial("completed", loss, lr))
     observations.add(trial("pruned", None, 0.4))
     observations.add(trial("failed", None, 0.5))
+    forecast = trial("pruned", None, 0.6)
+    forecast.forecast = 3.0  # what the pruner forecast from its reports
+    observations.add(forecast)
     _, values = observations.objective_data()
-    assert values.squeeze(-1).tolist() == [-1.0, -2.0, -4.0, -2.0, -4.0]  # median; worst
+    assert values.squeeze(-1).tolist() == [-1.0, -2.0, -4.0, -2.0, -4.0, -3.0]
+
+
+def test_asha_forecasts_a_pruned_trials_objective_from_its_last_rung():
+    from memotune.pipelines import StageRecord, TrialRecord
+
+    asha = ASHA("loss", reduction=3, min_evidence=3).for_pipeline(pipeline)  # rungs 1, 3, 9
+
+    def trial(trial_id, reports, objective=None):
+        history = [{"step": step, "loss": loss} for step, loss in reports]
+        stages = [StageRecord(stage="train", key=str(trial_id), cost=1.0, history=history)]
+        status = "pruned" if objective is None else "completed"
+        return TrialRecord({}, status, objective, {}, stages, trial_id=trial_id)
+
+    stopped = trial(9, [(1, 5.0), (2, 4.5), (3, 4.0)])  # stopped at rung 3
+    for trial_id, at_rung_3 in enumerate([1.0, 2.0]):
+        asha.observe(trial(trial_id, [(1, 9.0), (3, at_rung_3)], objective=2 * at_rung_3 + 1))
+    assert asha.forecast(stopped) is None  # two finished trials: too few to tell
+    asha.observe(trial(2, [(3, 6.0)], objective=13.0))
+    assert asha.forecast(stopped) == pytest.approx(9.0)  # 2 · 4 + 1, from rung 3
+    assert asha.forecast(trial(10, [(3, 50.0)])) == pytest.approx(13.0)  # no extrapolating
+    assert asha.forecast(trial(11, [(2, 1.0)])) is None  # 2 is no rung
+
+
+def test_a_pruned_trials_forecast_is_journaled_with_it(tmp_path):
+    class Closer(Scripted):
+        """Rates ever closer to the best, so the first three finish; then one behind."""
+
+        def _propose(self, pending, budget):
+            rate = [0.6, 0.3, 0.1, 0.45][self.told + len(pending)]
+            return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
+
+    study = open_study(tmp_path, ASHA("loss", min_evidence=3), trials=4, tuner=Closer)
+    trials = study.run().trials
+    assert [t.status for t in trials] == ["completed"] * 3 + ["pruned"]
+    assert trials[3].forecast == pytest.approx(0.35**2 + 1 - 8 / 9)  # loss at epoch 1 − 8/9
+    assert [t.forecast for t in trials[:3]] == [None] * 3
+    resumed = open_study(tmp_path, ASHA("loss", min_evidence=3), trials=4, tuner=Closer).run()
+    assert resumed.trials[3].forecast == trials[3].forecast
 
 
 @pytest.mark.parametrize("agrees", [True, False])

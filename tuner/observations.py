@@ -26,6 +26,8 @@ class Observation:
     keys: list[str]
     #: pruned before its last stage: no objective, but no failure either
     stopped_early: bool = False
+    #: what the pruner forecast such a trial's objective to be (sign-flipped like ``value``)
+    forecast: float | None = None
 
 
 class Observations:
@@ -52,9 +54,8 @@ class Observations:
                 continue  # stopped early: what it cost says little of a whole run
             # a continued stage: what it costs from scratch, as a cache hit reports it
             costs[index] = max(float(stage.cost + stage.resumed_cost), MIN_COST)
-        value = None
-        if objective is not None:
-            value = objective if self.pipeline.maximize else -objective
+        stopped_early = record.pruned and stopped is None
+        value, forecast = self._flipped(objective), self._flipped(record.forecast)
         self.items.append(
             Observation(
                 config=config,
@@ -62,10 +63,17 @@ class Observations:
                 value=value,
                 stage_costs=costs,
                 keys=self.pipeline.keys(config),
-                stopped_early=record.pruned and stopped is None,
+                stopped_early=stopped_early,
+                forecast=forecast if stopped_early else None,
             )
         )
         self._seen.add(canonical_json(config))
+
+    def _flipped(self, objective: float | None) -> float | None:
+        """``objective`` with larger better."""
+        if objective is None:
+            return None
+        return objective if self.pipeline.maximize else -objective
 
     def seen(self, config: dict) -> bool:
         return canonical_json(config) in self._seen
@@ -73,12 +81,13 @@ class Observations:
     def objective_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rows and values (larger is better); failed trials take the worst value seen,
         so the optimizer keeps away from them. A trial pruned before its last stage
-        takes the median value seen: it was behind the trials that went on at its rung,
-        which says it is no contender, not that it is as bad as a failure (with most
-        trials pruned, the worst value would teach the model that almost everything
-        is). Leaving it out did worse on the language pipeline (test perplexity 8.55
-        against 8.05, 4 of 5 seeds: docs/benchmarks.md). ``None`` until a trial
-        completed."""
+        takes what the pruner forecast from its reports (one far behind at its rung is
+        likely far from the best, one just behind close to typical), or without a
+        forecast the median value seen: it was behind at its rung, which says it is no
+        contender, not that it is as bad as a failure (with most trials pruned, the
+        worst value would teach the model that almost everything is). Leaving it out
+        did worse on the language pipeline (test perplexity 8.55 against 8.05, 4 of 5
+        seeds: docs/benchmarks.md). ``None`` until a trial completed."""
         values = [o.value for o in self.items if o.value is not None]
         if not values:
             return None
@@ -129,7 +138,9 @@ class Observations:
 def _imputed(observation: Observation, worst: float, typical: float) -> float:
     if observation.value is not None:
         return observation.value
-    return typical if observation.stopped_early else worst
+    if not observation.stopped_early:
+        return worst
+    return typical if observation.forecast is None else observation.forecast
 
 
 def stopped_at(pipeline: Pipeline, record: TrialRecord) -> tuple[dict, float] | None:

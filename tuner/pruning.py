@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +34,13 @@ class Pruner(Judge, Protocol):
 
     def for_pipeline(self, pipeline: Pipeline) -> Pruner:
         """The pruner as it applies to ``pipeline`` (the study calls it once, at its start)."""
+        ...
+
+    def forecast(self, record: TrialRecord) -> float | None:
+        """The objective a pruned trial would likely have reached, from what it reported
+        before it stopped and what the finished trials had reported there (``None``
+        where the pruner cannot tell). The study tells it to the tuner in place of an
+        objective."""
         ...
 
 
@@ -111,27 +119,52 @@ class ASHA:
         study keeps both)."""
         if record.trial_id is None:
             return
-        for stage in record.stages:
-            for entry in stage.history:
-                step, value = int(entry.get("step", -1)), entry.get(self.metric)
-                if self._applies(stage.stage, step, value):
-                    self.rungs.setdefault(step, {}).setdefault(record.trial_id, float(value))
+        for step, value in self._rung_reports(record):
+            self.rungs.setdefault(step, {}).setdefault(record.trial_id, value)
         if record.completed and record.objective is not None and math.isfinite(record.objective):
             self.outcomes[record.trial_id] = float(record.objective)
+
+    def forecast(self, record: TrialRecord) -> float | None:
+        """The objective that the trial's metric at its last rung predicts: the robust
+        line (Theil–Sen) through the finished trials' metric there and their objective,
+        kept within the range of those objectives. ``None`` before ``min_evidence`` finished trials reported at that rung."""
+        reports = sorted(self._rung_reports(record))
+        if not reports:
+            return None
+        step, value = reports[-1]
+        evidence = self._evidence(step)
+        if len(evidence) < max(2, self.min_evidence):  # a line needs two points
+            return None
+        metric, objective = zip(*evidence, strict=True)
+        slope, intercept, *_ = scipy.stats.theilslopes(objective, metric)
+        line = intercept + slope * value  # within the objectives seen: no extrapolating
+        return float(min(max(line, min(objective)), max(objective)))
 
     def agreement(self, step: int) -> float:
         """How well the metric at rung ``step`` has ranked finished trials as their
         objective did: Spearman's correlation, positive where they agree; ``1.0`` until
         ``min_evidence`` finished trials reported there (ASHA's own assumption)."""
-        rung = self.rungs.get(step, {})
-        pairs = [(rung[t], objective) for t, objective in self.outcomes.items() if t in rung]
-        if len(pairs) < self.min_evidence:
+        evidence = self._evidence(step)
+        if len(evidence) < self.min_evidence:
             return 1.0
-        metric, objective = zip(*pairs, strict=True)
+        metric, objective = zip(*evidence, strict=True)
         rho = float(scipy.stats.spearmanr(metric, objective).statistic)
         if not math.isfinite(rho):  # every metric or every objective alike: no evidence
             return 1.0
         return rho if (self.mode == "max") == self.maximize else -rho
+
+    def _rung_reports(self, record: TrialRecord) -> Iterator[tuple[int, float]]:
+        """The (step, metric) pairs ``record`` reported at this rule's rungs."""
+        for stage in record.stages:
+            for entry in stage.history:
+                step, value = int(entry.get("step", -1)), entry.get(self.metric)
+                if self._applies(stage.stage, step, value):
+                    yield step, float(value)
+
+    def _evidence(self, step: int) -> list[tuple[float, float]]:
+        """(metric at rung ``step``, objective) of every finished trial that reported there."""
+        rung = self.rungs.get(step, {})
+        return [(rung[t], objective) for t, objective in self.outcomes.items() if t in rung]
 
     def decides_at(self, stage: str, step: int) -> bool:
         """Whether ``step`` is a rung of this rule for ``stage``."""

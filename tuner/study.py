@@ -236,6 +236,8 @@ class Study:
         return config, {**proposal.info, **charge.to_info()}
 
     def _finish(self, record: TrialRecord) -> None:
+        if record.pruned and self.pruner is not None:  # journaled, so a resumed tuner learns it too
+            record.forecast = self.pruner.forecast(record)
         self.budget.charge(record)
         self.journal.finish(record, trial_cost(record))
         self.tuner.tell(self._blinded(record))
