@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
 import scipy.stats
 
 from memotune.pipelines import Pipeline, TrialRecord
@@ -64,11 +63,7 @@ class ASHA:
     of what they reported with their objective (signed so that agreeing counts as
     positive) must be at least ``min_agreement``. An intermediate metric that does
     not predict the objective (a later stage decides it, or the metric is not
-    comparable across configurations) is no reason to stop a trial. And a trial
-    behind there stops only while it is hopeless: by a line from the metric there to
-    the objective through the finished trials (:meth:`forecast`), its chance of ending
-    better than the best of them must be under ``max_chance``. Behind is not
-    hopeless where the later stages and steps still have much to say.
+    comparable across configurations) is no reason to stop a trial.
     """
 
     metric: str
@@ -78,8 +73,6 @@ class ASHA:
     stage: str | None = None
     min_evidence: int = 8
     min_agreement: float = 0.3
-    #: a trial behind at a rung that forecasts the objective stops below this chance
-    max_chance: float = 0.01
     #: whether the pipeline maximizes its objective (``for_pipeline`` sets it)
     maximize: bool = False
     #: rung step → trial id → the metric it reported there
@@ -119,11 +112,7 @@ class ASHA:
         ranked = sorted(rung.values(), reverse=self.mode == "max")
         kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
         behind = value > kept if self.mode == "min" else value < kept
-        return (
-            behind
-            and self.agreement(step) >= self.min_agreement
-            and self.chance(step, value) < self.max_chance
-        )
+        return behind and self.agreement(step) >= self.min_agreement
 
     def observe(self, record: TrialRecord) -> None:
         """Take a finished trial's reports into the rungs, and its objective (so a resumed
@@ -138,45 +127,18 @@ class ASHA:
     def forecast(self, record: TrialRecord) -> float | None:
         """The objective that the trial's metric at its last rung predicts: the robust
         line (Theil–Sen) through the finished trials' metric there and their objective,
-        kept within the range of those objectives. ``None`` before ``min_evidence``
-        finished trials reported at that rung."""
+        kept within the range of those objectives. ``None`` before ``min_evidence`` finished trials reported at that rung."""
         reports = sorted(self._rung_reports(record))
-        line = self._line(reports[-1][0]) if reports else None
-        if line is None:
+        if not reports:
             return None
-        slope, intercept, _, seen = line
-        forecast = intercept + slope * reports[-1][1]  # within the objectives seen
-        return float(min(max(forecast, min(seen)), max(seen)))
-
-    def chance(self, step: int, value: float) -> float:
-        """The chance that a trial which reported ``value`` at rung ``step`` ends better
-        than the best finished trial: normal about the rung's forecast line, with the
-        finished trials' robust spread about it. ``0.0`` (ASHA decides alone) before
-        ``min_evidence`` finished trials reported there."""
-        line = self._line(step)
-        if line is None:
-            return 0.0
-        slope, intercept, spread, _ = line
-        best = max(self.outcomes.values()) if self.maximize else min(self.outcomes.values())
-        forecast = intercept + slope * value
-        ahead = forecast - best if self.maximize else best - forecast  # > 0: better
-        if spread == 0.0:
-            return float(ahead > 0)
-        return float(scipy.stats.norm.cdf(ahead / spread))
-
-    def _line(self, step: int) -> tuple[float, float, float, list[float]] | None:
-        """The robust (Theil–Sen) line from the metric at rung ``step`` to the objective,
-        through the finished trials that reported there: slope, intercept, the spread of
-        their objectives about it (scaled median absolute deviation) and the objectives;
-        ``None`` before ``min_evidence`` of them (and at least two)."""
+        step, value = reports[-1]
         evidence = self._evidence(step)
-        if len(evidence) < max(2, self.min_evidence):
+        if len(evidence) < max(2, self.min_evidence):  # a line needs two points
             return None
-        metric, objective = (np.asarray(v) for v in zip(*evidence, strict=True))
+        metric, objective = zip(*evidence, strict=True)
         slope, intercept, *_ = scipy.stats.theilslopes(objective, metric)
-        residuals = objective - (intercept + slope * metric)
-        spread = scipy.stats.median_abs_deviation(residuals, scale="normal")
-        return float(slope), float(intercept), float(spread), objective.tolist()
+        line = intercept + slope * value  # within the objectives seen: no extrapolating
+        return float(min(max(line, min(objective)), max(objective)))
 
     def agreement(self, step: int) -> float:
         """How well the metric at rung ``step`` has ranked finished trials as their
