@@ -241,6 +241,11 @@ def test_memo_offers_to_continue_a_cached_training_run_for_the_steps_it_lacks(tm
         reuse = tuner._reuse_cost(2, pruned_run.load_seconds, pruned_run.size_bytes)
         assert prefix.cached_cost == pytest.approx(reuse + pruned_run.cost * (steps - 1))
     assert MemoTuner(pipeline, seed=0, cache=cache, max_continued=0)._continuations() == []
+    one = MemoTuner(pipeline, seed=0, cache=cache, max_continued=1)
+    for record in result.trials:
+        one.tell(record)
+    # the completed run scored best, but is at its bound: it takes no place of the one
+    assert {p.config["train"]["lr"] for p in one._continuations()} == {0.3}
 
 
 def test_asha_starts_its_rungs_at_the_fidelitys_lower_bound_unless_told():

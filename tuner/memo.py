@@ -65,7 +65,7 @@ import torch
 from scipy import stats
 
 from memotune.pipelines import TrialRecord
-from memotune.pipelines.checkpoints import resumable, training_run
+from memotune.pipelines.checkpoints import Resumable, resumable, training_run
 
 from .acquisition import CostCooledLogEI
 from .base import Config, Proposal
@@ -136,24 +136,24 @@ class MemoTuner(EEIPU):
         return super().prefixes(pending) + self._continuations()
 
     def _continuations(self) -> list[Prefix]:
-        """Up to ``max_continued`` cached training runs (those whose trials scored best
-        first, then the furthest trained), each to ``CONTINUE_FACTOR`` times its steps and
-        to its fidelity's bound: the run's settings with more steps, pinned as a prefix
-        through the trained stage, whose cost is the steps still to run (at what the
-        checkpoint's cost from scratch says a step costs) plus loading the checkpoint.
+        """Up to ``max_continued`` cached training runs short of their fidelity's bound
+        (those whose trials scored best first, then the furthest trained), each to
+        ``CONTINUE_FACTOR`` times its steps and to that bound: the run's settings with
+        more steps, pinned as a prefix through the trained stage, whose cost is the
+        steps still to run (at what the checkpoint's cost from scratch says a step
+        costs) plus loading the checkpoint.
         The later stages stay free, costed by their GPs as usual."""
         if self.cache is None or not any(s.fidelity for s in self.pipeline.stages):
             return []
         scores = self._scores_of_runs()
         runs = sorted(
-            resumable(self.cache, self.pipeline),
+            (r for r in resumable(self.cache, self.pipeline) if r.step < self._bound(r)),
             key=lambda r: (scores.get(r.run, -math.inf), r.step),
             reverse=True,
         )
         continued = []
         for run in runs[: self.max_continued]:
-            stage = self.pipeline.stages[run.index]
-            high = int(stage.space[stage.fidelity].high)
+            high = self._bound(run)
             for steps in sorted({min(high, CONTINUE_FACTOR * run.step), high} - {run.step}):
                 config = self._valid_prefix(run.with_steps(steps), run.index + 1)
                 if config is None:
@@ -163,16 +163,23 @@ class MemoTuner(EEIPU):
                 continued.append(Prefix(run.index + 1, config, cost, resumes=run.step))
         return continued
 
+    def _bound(self, run: Resumable) -> int:
+        """The most steps ``run``'s fidelity allows."""
+        stage = self.pipeline.stages[run.index]
+        return int(stage.space[stage.fidelity].high)
+
     def _scores_of_runs(self) -> dict[tuple[str, str], float]:
-        """The best objective of any trial of each training run."""
+        """The best objective of any trial of each training run (of a trial pruned in
+        it, what the pruner forecast)."""
         scores: dict[tuple[str, str], float] = {}
         for o in self.observations.items:
+            value = o.value if o.value is not None else o.forecast
             for index, stage in enumerate(self.pipeline.stages):
-                if stage.fidelity is None or o.value is None:
+                if stage.fidelity is None or value is None:
                     continue
                 parent = o.keys[index - 1] if index else self.pipeline.root_key
                 run = training_run(parent, o.config[stage.name], stage.fidelity)
-                scores[run] = max(o.value, scores.get(run, -math.inf))
+                scores[run] = max(value, scores.get(run, -math.inf))
         return scores
 
     def _may_refit(self, budget: Budget) -> bool:

@@ -127,7 +127,8 @@ class ASHA:
     def forecast(self, record: TrialRecord) -> float | None:
         """The objective that the trial's metric at its last rung predicts: the robust
         line (Theil–Sen) through the finished trials' metric there and their objective,
-        kept within the range of those objectives. ``None`` before ``min_evidence`` finished trials reported at that rung."""
+        kept within the range of those objectives. ``None`` before ``min_evidence``
+        finished trials reported at that rung."""
         reports = sorted(self._rung_reports(record))
         if not reports:
             return None
