@@ -352,3 +352,45 @@ def test_a_rung_stops_trials_only_while_it_ranks_them_as_their_objective_does(ag
     # a trial far behind at the rung is stopped only where the rung has predicted the end
     assert asha.should_prune(101, "train", 1, {"loss": 9.5}) is agrees
     assert asha.agreement(3) == 1.0  # nothing finished reported at rung 3
+
+
+def test_memo_offers_to_complete_a_run_pruned_before_the_last_stage_where_it_stopped(tmp_path):
+    from memotune.pipelines.checkpoints import resumable
+    from memotune.tuner.memo import MemoTuner
+
+    @stage(space={"level": Float(0.0, 1.0)}, name="score")
+    def score(trained, level):
+        return {"loss": trained["loss"] + level}
+
+    three = Pipeline([prepare, train, score], objective="loss", direction="minimize", name="p3")
+
+    class Two(Tuner):
+        def _propose(self, pending, budget):
+            rate = [0.1, 0.3][self.told + len(pending)]
+            return Proposal(
+                {"prepare": {}, "train": {"lr": rate, "epochs": 9}, "score": {"level": 0.5}}
+            )
+
+    cache = StageCache(tmp_path / "cache")
+    study = Study(
+        three,
+        name="s",
+        budget=Budget(TRIALS, 2),
+        tuner=Two,
+        storage=tmp_path / "studies",
+        cache=cache,
+        pruner=ASHA("loss", reduction=3),
+    )
+    trials = study.run().trials
+    assert [t.status for t in trials] == ["completed", "pruned"]
+    tuner = MemoTuner(three, seed=0, cache=cache)
+    for record in trials:
+        tuner.tell(record)
+    (stopped,) = [r for r in resumable(cache, three) if r.config["train"]["lr"] == 0.3]
+    offered = {p.config["train"]["epochs"]: p for p in tuner._continuations()}
+    assert set(offered) == {1, 3, 9}  # as it stopped, the next rung, the fidelity's bound
+    reuse = tuner._reuse_cost(2, stopped.load_seconds, stopped.size_bytes)
+    assert offered[1].cached_cost == pytest.approx(reuse)  # nothing left to train
+    completed = run(three, {**offered[1].config, "score": {"level": 0.5}}, cache=cache)
+    assert completed.completed and completed.stages[1].resumed_from == 1
+    assert completed.objective == pytest.approx(0.2**2 + 1.0 + 0.5)
