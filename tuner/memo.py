@@ -137,17 +137,15 @@ class MemoTuner(EEIPU):
 
     def _continuations(self) -> list[Prefix]:
         """Up to ``max_continued`` cached training runs short of their fidelity's bound
-        (those whose trials scored best first, then the furthest trained), each as it
-        is, to ``CONTINUE_FACTOR`` times its steps and to that bound: the run's
-        settings with those steps, pinned as a prefix through the trained stage, whose
-        cost is the steps still to run (at what the checkpoint's cost from scratch says
-        a step costs) plus loading the checkpoint. A run that a trial was pruned in is
-        offered as it is too: completed at the steps it reached, its later stages run
-        on it, and the trial observes the objective there instead of a forecast. The
-        later stages stay free, costed by their GPs as usual."""
+        (those whose trials scored best first, then the furthest trained), each to
+        ``CONTINUE_FACTOR`` times its steps and to that bound: the run's settings with
+        more steps, pinned as a prefix through the trained stage, whose cost is the
+        steps still to run (at what the checkpoint's cost from scratch says a step
+        costs) plus loading the checkpoint.
+        The later stages stay free, costed by their GPs as usual."""
         if self.cache is None or not any(s.fidelity for s in self.pipeline.stages):
             return []
-        scores, stopped = self._scores_of_runs()
+        scores = self._scores_of_runs()
         runs = sorted(
             (r for r in resumable(self.cache, self.pipeline) if r.step < self._bound(r)),
             key=lambda r: (scores.get(r.run, -math.inf), r.step),
@@ -156,8 +154,7 @@ class MemoTuner(EEIPU):
         continued = []
         for run in runs[: self.max_continued]:
             high = self._bound(run)
-            further = {min(high, CONTINUE_FACTOR * run.step), high}
-            for steps in sorted(further | ({run.step} if run.run in stopped else set())):
+            for steps in sorted({min(high, CONTINUE_FACTOR * run.step), high} - {run.step}):
                 config = self._valid_prefix(run.with_steps(steps), run.index + 1)
                 if config is None:
                     continue
@@ -171,23 +168,19 @@ class MemoTuner(EEIPU):
         stage = self.pipeline.stages[run.index]
         return int(stage.space[stage.fidelity].high)
 
-    def _scores_of_runs(self) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]]]:
+    def _scores_of_runs(self) -> dict[tuple[str, str], float]:
         """The best objective of any trial of each training run (of a trial pruned in
-        it, what the pruner forecast), and the runs a trial was pruned in."""
+        it, what the pruner forecast)."""
         scores: dict[tuple[str, str], float] = {}
-        stopped: set[tuple[str, str]] = set()
         for o in self.observations.items:
             value = o.value if o.value is not None else o.forecast
             for index, stage in enumerate(self.pipeline.stages):
-                if stage.fidelity is None:
+                if stage.fidelity is None or value is None:
                     continue
                 parent = o.keys[index - 1] if index else self.pipeline.root_key
                 run = training_run(parent, o.config[stage.name], stage.fidelity)
-                if o.stopped_early:
-                    stopped.add(run)
-                if value is not None:
-                    scores[run] = max(value, scores.get(run, -math.inf))
-        return scores, stopped
+                scores[run] = max(value, scores.get(run, -math.inf))
+        return scores
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by
