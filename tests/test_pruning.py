@@ -49,6 +49,15 @@ class Scripted(Tuner):
         return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
 
 
+class Closer(Tuner):
+    """Rates ever closer to the best, so the first three finish; then one behind at
+    the first rung, whose objective the three forecast."""
+
+    def _propose(self, pending, budget):
+        rate = [0.6, 0.3, 0.1, 0.45][self.told + len(pending)]
+        return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
+
+
 def open_study(tmp_path, pruner, trials=6, tuner=Scripted, **options):
     return Study(
         pipeline,
@@ -134,28 +143,27 @@ def test_mlflow_shows_pruned_trials_as_stopped_with_their_curves(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = tune(
         pipeline,
-        tuner=Scripted,
-        trials=3,
+        tuner=Closer,
+        trials=4,
         study="tracked",
         runner="local",
         progress=False,
         tracking_uri=uri,
         storage=tmp_path / "studies",
         cache=tmp_path / "cache",
-        pruner=ASHA("loss", reduction=3),
+        pruner=ASHA("loss", min_evidence=3),
     )
-    assert [r.status for r in result.trials] == ["completed", "pruned", "pruned"]
+    assert [r.status for r in result.trials] == ["completed"] * 3 + ["pruned"]
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("tracked").experiment_id])
     trials = {r.data.tags["memotune.trial"]: r for r in runs if "memotune.trial" in r.data.tags}
-    assert [trials[str(r.trial_id)].info.status for r in result.trials] == [
-        "FINISHED",
-        "KILLED",
-        "KILLED",
-    ]
-    stopped = trials[str(result.trials[1].trial_id)].info.run_id
-    curve = client.get_metric_history(stopped, "train.loss")
+    statuses = [trials[str(r.trial_id)].info.status for r in result.trials]
+    assert statuses == ["FINISHED"] * 3 + ["KILLED"]
+    stopped = trials[str(result.trials[3].trial_id)]
+    curve = client.get_metric_history(stopped.info.run_id, "train.loss")
     assert [m.step for m in curve] == [1]  # where it stopped
+    assert stopped.data.metrics["forecast"] == pytest.approx(result.trials[3].forecast)
+    assert "forecast" not in trials[str(result.trials[0].trial_id)].data.metrics
 
 
 class Continuing(Tuner):
@@ -314,13 +322,6 @@ def test_asha_forecasts_a_pruned_trials_objective_from_its_last_rung():
 
 
 def test_a_pruned_trials_forecast_is_journaled_with_it(tmp_path):
-    class Closer(Scripted):
-        """Rates ever closer to the best, so the first three finish; then one behind."""
-
-        def _propose(self, pending, budget):
-            rate = [0.6, 0.3, 0.1, 0.45][self.told + len(pending)]
-            return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
-
     study = open_study(tmp_path, ASHA("loss", min_evidence=3), trials=4, tuner=Closer)
     trials = study.run().trials
     assert [t.status for t in trials] == ["completed"] * 3 + ["pruned"]
