@@ -319,6 +319,10 @@ def test_asha_forecasts_a_pruned_trials_objective_from_its_last_rung():
     assert asha.forecast(stopped) == pytest.approx(9.0)  # 2 · 4 + 1, from rung 3
     assert asha.forecast(trial(10, [(3, 50.0)])) == pytest.approx(13.0)  # no extrapolating
     assert asha.forecast(trial(11, [(2, 1.0)])) is None  # 2 is no rung
+    alike = ASHA("loss", min_evidence=3).for_pipeline(pipeline)
+    for trial_id, objective in enumerate([1.0, 2.0, 3.0]):  # the rung tells them apart not
+        alike.observe(trial(trial_id, [(1, 5.0)], objective=objective))
+    assert alike.forecast(trial(12, [(1, 6.0)])) is None  # not NaN, which would break the GP
 
 
 def test_a_pruned_trials_forecast_is_journaled_with_it(tmp_path):

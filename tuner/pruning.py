@@ -128,15 +128,17 @@ class ASHA:
         """The objective that the trial's metric at its last rung predicts: the robust
         line (Theil–Sen) through the finished trials' metric there and their objective,
         kept within the range of those objectives. ``None`` before ``min_evidence``
-        finished trials reported at that rung."""
-        reports = sorted(self._rung_reports(record))
-        if not reports:
+        finished trials reported at that rung, or while they all reported the same."""
+        last = max(self._rung_reports(record), default=None)
+        if last is None:
             return None
-        step, value = reports[-1]
+        step, value = last
         evidence = self._evidence(step)
         if len(evidence) < max(2, self.min_evidence):  # a line needs two points
             return None
         metric, objective = zip(*evidence, strict=True)
+        if len(set(metric)) < 2:  # no line through one point: the metric tells nothing
+            return None
         slope, intercept, *_ = scipy.stats.theilslopes(objective, metric)
         line = intercept + slope * value  # within the objectives seen: no extrapolating
         return float(min(max(line, min(objective)), max(objective)))
