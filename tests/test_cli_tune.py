@@ -52,7 +52,8 @@ def test_tune_runs_and_resumes_a_study_from_a_file(tmp_path):
 
 def test_tune_prunes_the_fidelity_example_resumes_it_and_show_counts_the_pruned(tmp_path):
     shutil.copy(REPO / "examples" / "fidelity.py", tmp_path / "fidelity.py")
-    args = ("fidelity.py", "--runner", "local", "--study", "f", "--prune", "valid_loss")
+    prune = ("--prune", "valid_loss", "--prune-min-evidence", "0")  # ASHA's own rule
+    args = ("fidelity.py", "--runner", "local", "--study", "f", *prune)
     first = memotune("tune", *args, "--trials", "8", "--json", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     summary = json.loads(first.stdout)

@@ -58,6 +58,11 @@ class Closer(Tuner):
         return Proposal({"prepare": {}, "train": {"lr": rate, "epochs": 9}})
 
 
+def plain_asha():
+    """ASHA's own rule: every rung stops trials from the first (no evidence asked)."""
+    return ASHA("loss", reduction=3, min_evidence=0)
+
+
 def open_study(tmp_path, pruner, trials=6, tuner=Scripted, **options):
     return Study(
         pipeline,
@@ -72,7 +77,7 @@ def open_study(tmp_path, pruner, trials=6, tuner=Scripted, **options):
 
 
 def test_asha_stops_the_trials_that_fall_behind_at_a_rung(tmp_path):
-    result = open_study(tmp_path, ASHA("loss", reduction=3), max_consecutive_failures=1).run()
+    result = open_study(tmp_path, plain_asha(), max_consecutive_failures=1).run()
     statuses = [r.status for r in result.trials]
     assert statuses[0] == "completed"  # the first to reach each rung is its best
     assert statuses[1] == "pruned"  # lr 0.3 is behind lr 0.1 at the first rung
@@ -86,7 +91,7 @@ def test_asha_stops_the_trials_that_fall_behind_at_a_rung(tmp_path):
 
 
 def test_a_pruned_trial_is_counted_and_continues_from_where_it_stopped(tmp_path, capsys):
-    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    result = open_study(tmp_path, plain_asha(), trials=2).run()
     assert result.trials[1].pruned
     assert main(["show", "s", "--storage", str(tmp_path / "studies")]) == 0
     assert "trials: 2 finished (0 failed, 1 pruned)" in capsys.readouterr().out
@@ -100,10 +105,10 @@ def test_a_pruned_trial_is_counted_and_continues_from_where_it_stopped(tmp_path,
 
 
 def test_a_resumed_study_keeps_its_rungs(tmp_path):
-    first = ASHA("loss", reduction=3)
+    first = plain_asha()
     before = open_study(tmp_path, first, trials=3).run()
     assert [r.status for r in before.trials] == ["completed", "pruned", "pruned"]
-    resumed = ASHA("loss", reduction=3)
+    resumed = plain_asha()
     result = open_study(tmp_path, resumed, trials=4).run()
     assert resumed.rungs[3] == first.rungs[3] and resumed.rungs[9] == first.rungs[9]
     new = result.trials[3]
@@ -112,7 +117,7 @@ def test_a_resumed_study_keeps_its_rungs(tmp_path):
 
 
 def test_asha_promotes_the_best_third_at_each_rung():
-    asha = ASHA("loss", min_step=1, reduction=3)
+    asha = ASHA("loss", min_step=1, reduction=3, min_evidence=0)
     assert [asha.should_prune(t, "train", 1, {"loss": v}) for t, v in enumerate([5, 4, 6])] == [
         False,
         False,  # better than all so far
@@ -130,7 +135,7 @@ def test_trials_on_ray_workers_are_pruned_by_one_shared_pruner(ray_session, tmp_
 
     cache = StageCache(tmp_path / "cache")
     runner = RayRunner(pipeline, cache)
-    result = open_study(tmp_path, ASHA("loss", reduction=3), runner=runner, workers=2).run()
+    result = open_study(tmp_path, plain_asha(), runner=runner, workers=2).run()
     statuses = [r.status for r in result.trials]
     assert "completed" in statuses and "pruned" in statuses and "failed" not in statuses
     pruned = next(r for r in result.trials if r.pruned)
@@ -182,18 +187,18 @@ def test_a_bench_run_counts_pruned_trials_and_the_epochs_continuation_saved():
     from memotune.tuner import tuner_spec
 
     spec = tuner_spec(Continuing)
-    pruned = run_one(lambda: pipeline, f"{spec}+asha", 0, None, 4, pruner=ASHA("loss"))
+    pruned = run_one(lambda: pipeline, f"{spec}+asha", 0, None, 4, pruner=plain_asha())
     assert pruned.tuner == f"{spec}+asha"
     assert (pruned.trials, pruned.pruned, pruned.failed) == (4, 1, 0)
     assert pruned.continued_steps == 3 + 1
-    plain = run_one(lambda: pipeline, spec, 0, None, 4, pruner=ASHA("loss"))
+    plain = run_one(lambda: pipeline, spec, 0, None, 4, pruner=plain_asha())
     assert (plain.pruned, plain.continued_steps) == (0, 3 + 2)  # its pruner is not used
 
 
 def test_the_tuner_sees_a_trial_pruned_in_the_last_stage_at_the_fidelity_it_reached(tmp_path):
     from memotune.tuner.memo import MemoTuner
 
-    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    result = open_study(tmp_path, plain_asha(), trials=2).run()
     pruned = result.trials[1]
     assert pruned.pruned and pruned.config["train"]["epochs"] == 9
     tuner = MemoTuner(pipeline, seed=0)
@@ -233,7 +238,7 @@ def test_memo_offers_to_continue_a_cached_training_run_for_the_steps_it_lacks(tm
     from memotune.pipelines.checkpoints import resumable
     from memotune.tuner.memo import MemoTuner
 
-    result = open_study(tmp_path, ASHA("loss", reduction=3), trials=2).run()
+    result = open_study(tmp_path, plain_asha(), trials=2).run()
     assert [r.status for r in result.trials] == ["completed", "pruned"]
     cache = StageCache(tmp_path / "cache")
     tuner = MemoTuner(pipeline, seed=0, cache=cache)
@@ -336,7 +341,7 @@ def test_a_pruned_trials_forecast_is_journaled_with_it(tmp_path):
 
 
 @pytest.mark.parametrize("agrees", [True, False])
-def test_a_rung_stops_trials_only_while_it_ranks_them_as_their_objective_does(agrees):
+def test_a_rung_stops_trials_only_once_it_ranked_them_as_their_objective_did(agrees):
     from memotune.pipelines import StageRecord, TrialRecord
 
     asha = ASHA("loss", reduction=3, min_evidence=8).for_pipeline(pipeline)  # rungs 1, 3, 9
@@ -350,10 +355,15 @@ def test_a_rung_stops_trials_only_while_it_ranks_them_as_their_objective_does(ag
 
     for trial_id in range(7):
         asha.observe(finished(trial_id, at_rung=float(trial_id)))
-    assert asha.agreement(1) == 1.0  # too few finished trials to judge the rung by
-    assert asha.should_prune(100, "train", 1, {"loss": 9.0})  # behind: ASHA stops it
+    assert asha.agreement(1) is None  # too few finished trials to judge the rung by
+    assert not asha.should_prune(100, "train", 1, {"loss": 9.0})  # behind, but not judged
+    assert (
+        ASHA("loss", min_evidence=0, rungs=asha.rungs)
+        .for_pipeline(pipeline)
+        .should_prune(100, "train", 1, {"loss": 9.0})
+    )  # ASHA's own rule stops it
     asha.observe(finished(7, at_rung=7.0))
     assert asha.agreement(1) == pytest.approx(1.0 if agrees else -1.0)
     # a trial far behind at the rung is stopped only where the rung has predicted the end
     assert asha.should_prune(101, "train", 1, {"loss": 9.5}) is agrees
-    assert asha.agreement(3) == 1.0  # nothing finished reported at rung 3
+    assert asha.agreement(3) is None  # nothing finished reported at rung 3

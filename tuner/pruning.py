@@ -58,12 +58,16 @@ class ASHA:
     defaults to the lower bound of the pruned stages' fidelity: no trial is stopped
     before the fewest steps the search space would train anyway.
 
-    A rung stops trials only while its metric ranks them as their objective does:
-    once ``min_evidence`` finished trials reported there, the Spearman correlation
-    of what they reported with their objective (signed so that agreeing counts as
-    positive) must be at least ``min_agreement``. An intermediate metric that does
-    not predict the objective (a later stage decides it, or the metric is not
-    comparable across configurations) is no reason to stop a trial.
+    A rung stops trials only once it has shown that its metric ranks them as their
+    objective does: ``min_evidence`` finished trials reported there, and the
+    Spearman correlation of what they reported with their objective (signed so
+    that agreeing counts as positive) is at least ``min_agreement``. An
+    intermediate metric that does not predict the objective (a later stage decides
+    it, or the metric is not comparable across configurations) is no reason to
+    stop a trial; nor is one not yet tested, so the first trials at each rung (a
+    tuner's warm-up design among them) run to the end and teach the tuner their
+    true objective. ``min_evidence=0`` is ASHA's own rule: every rung stops trials
+    from the start.
     """
 
     metric: str
@@ -85,6 +89,8 @@ class ASHA:
             raise ValueError(f"ASHA mode must be 'min' or 'max', got {self.mode!r}")
         if (self.min_step is not None and self.min_step < 1) or self.reduction < 2:
             raise ValueError("ASHA needs min_step >= 1 and reduction >= 2")
+        if self.min_evidence < 0:
+            raise ValueError("ASHA needs min_evidence >= 0")
 
     def for_pipeline(self, pipeline: Pipeline) -> ASHA:
         """This rule for ``pipeline``'s objective, with its ``min_step`` set: as given, or
@@ -112,7 +118,7 @@ class ASHA:
         ranked = sorted(rung.values(), reverse=self.mode == "max")
         kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
         behind = value > kept if self.mode == "min" else value < kept
-        return behind and self.agreement(step) >= self.min_agreement
+        return behind and self.trusted(step)
 
     def observe(self, record: TrialRecord) -> None:
         """Take a finished trial's reports into the rungs, and its objective (so a resumed
@@ -143,17 +149,26 @@ class ASHA:
         line = intercept + slope * value  # within the objectives seen: no extrapolating
         return float(min(max(line, min(objective)), max(objective)))
 
-    def agreement(self, step: int) -> float:
+    def trusted(self, step: int) -> bool:
+        """Whether rung ``step`` may stop trials: always with ``min_evidence=0``, else
+        once it has ranked enough finished trials as their objective did."""
+        if not self.min_evidence:
+            return True
+        rho = self.agreement(step)
+        return rho is not None and rho >= self.min_agreement
+
+    def agreement(self, step: int) -> float | None:
         """How well the metric at rung ``step`` has ranked finished trials as their
-        objective did: Spearman's correlation, positive where they agree; ``1.0`` until
-        ``min_evidence`` finished trials reported there (ASHA's own assumption)."""
+        objective did: Spearman's correlation, positive where they agree; ``None``
+        before ``min_evidence`` (and at least 3) finished trials reported there, or
+        while all their metrics or all their objectives are alike."""
         evidence = self._evidence(step)
-        if len(evidence) < self.min_evidence:
-            return 1.0
+        if len(evidence) < max(3, self.min_evidence):
+            return None
         metric, objective = zip(*evidence, strict=True)
         rho = float(scipy.stats.spearmanr(metric, objective).statistic)
-        if not math.isfinite(rho):  # every metric or every objective alike: no evidence
-            return 1.0
+        if not math.isfinite(rho):
+            return None
         return rho if (self.mode == "max") == self.maximize else -rho
 
     def _rung_reports(self, record: TrialRecord) -> Iterator[tuple[int, float]]:

@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         default=3,
         help="rungs every this many times more steps; the best 1/this goes on (default 3)",
     )
+    group.add_argument(
+        "--prune-min-evidence",
+        type=int,
+        default=8,
+        help="a rung stops trials once this many finished trials reported there and its "
+        "metric ranked them as their objective did; 0 stops from the start (default 8)",
+    )
 
 
 def pruner(args: argparse.Namespace) -> ASHA | None:
@@ -35,5 +42,9 @@ def pruner(args: argparse.Namespace) -> ASHA | None:
         return None
     metric, _, mode = args.prune.partition(":")
     return ASHA(
-        metric, mode=mode or "min", min_step=args.prune_min_step, reduction=args.prune_reduction
+        metric,
+        mode=mode or "min",
+        min_step=args.prune_min_step,
+        reduction=args.prune_reduction,
+        min_evidence=args.prune_min_evidence,
     )
