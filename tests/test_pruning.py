@@ -90,6 +90,14 @@ def test_asha_stops_the_trials_that_fall_behind_at_a_rung(tmp_path):
     assert pruned.charged > 0  # it charged the budget for the step it ran
 
 
+def test_the_first_trials_at_a_rung_run_to_the_end_until_it_has_evidence(tmp_path):
+    result = open_study(tmp_path, ASHA("loss", reduction=3, min_evidence=3)).run()
+    statuses = [r.status for r in result.trials]
+    # lr 0.3 and 0.02 fall behind lr 0.1 at the first rung, but no trial had finished
+    assert statuses[:3] == ["completed"] * 3
+    assert statuses[3] == "pruned"  # lr 0.5: three finished trials ranked the rung right
+
+
 def test_a_pruned_trial_is_counted_and_continues_from_where_it_stopped(tmp_path, capsys):
     result = open_study(tmp_path, plain_asha(), trials=2).run()
     assert result.trials[1].pruned
