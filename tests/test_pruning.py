@@ -1,6 +1,7 @@
 """Early stopping in the study: ASHA prunes, pruned work stays cached and resumable."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -222,7 +223,8 @@ def test_ray_tunes_asha_runs_as_a_bench_peer_on_the_same_budget(tmp_path):
     """Ray Tune's ASHA with Optuna's TPE, run live by ``memotune bench``: it stops trials,
     charges what they ran and stops proposing once the budget is spent."""
     out = tmp_path / "peer.json"
-    argv = ["bench", "--pipeline", FIDELITY_EXAMPLE, "--tuners", "raytune+asha"]
+    shutil.copy(FIDELITY_EXAMPLE, "fidelity.py")  # a path relative to here, not the trial's
+    argv = ["bench", "--pipeline", "fidelity.py", "--tuners", "raytune+asha"]
     argv += ["--prune", "valid_loss", "--seeds", "1", "--budget", "4", "--processes", "1"]
     assert main([*argv, "--json", str(out)]) == 0
     (run,) = json.loads(out.read_text())["runs"]
@@ -234,6 +236,34 @@ def test_ray_tunes_asha_runs_as_a_bench_peer_on_the_same_budget(tmp_path):
     assert 4.0 <= spent["spent"] < 4.0 + 1.0  # the trial that crossed the line finishes
     assert spent["cache_loads"] == 0.0 and 0 < spent["tuner"] < 0.1 * spent["spent"]
     assert run["proposals"] == run["trials"]
+
+
+#: A pipeline that loads where the bench runs but not in a Ray Tune trial's process (as
+#: with a package the workers lack).
+UNLOADABLE = """
+import ray
+
+from memotune import Int, Pipeline, stage
+
+if ray.is_initialized():  # in a Ray Tune trial: loaded before Ray started, not there
+    raise ImportError("no such package on this worker")
+
+
+@stage(space={"x": Int(1, 9)}, fidelity="x")
+def fit(inputs, x, context):
+    return {"loss": float(x)}
+
+
+pipeline = Pipeline([fit], objective="loss", direction="minimize", name="unloadable")
+"""
+
+
+def test_ray_tunes_asha_gives_up_a_run_whose_trials_fail_before_they_run():
+    Path("unloadable.py").write_text(UNLOADABLE)
+    argv = ["bench", "--pipeline", "unloadable.py", "--tuners", "raytune+asha", "--prune", "loss"]
+    # its trials charge nothing, yet the run stops, with the trials' error
+    with pytest.raises(SystemExit, match="last 5 trials failed: ImportError: no such package"):
+        main([*argv, "--seeds", "1", "--budget", "4", "--processes", "1"])
 
 
 def test_ray_tunes_asha_needs_the_metric_to_prune_on(capsys):

@@ -40,6 +40,9 @@ PHASE = "raytune"
 _RECORD = "memotune_record"
 #: ... and the budget the trial has charged so far under this one.
 _CHARGED = "memotune_charged"
+#: The run gives up after this many failed trials in a row (as a study does by default):
+#: a trial that fails before a stage runs charges nothing, so the budget would never end.
+MAX_FAILED_IN_A_ROW = 5
 
 
 def run_ray_tune(
@@ -72,7 +75,15 @@ def run_ray_tune(
     trainable = tune.with_resources(
         tune.with_parameters(_trial, factory=factory, pruner=pruner), {"cpu": 1}
     )
-    ray.init(address="local", num_cpus=1, include_dashboard=False, log_to_driver=False)
+    ray.init(
+        address="local",
+        num_cpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        # trials run where the bench runs, as memotune's do (Ray Tune would move each to
+        # a folder of its own, where a relative path to the pipeline or its data fails)
+        runtime_env={"env_vars": {"RAY_CHDIR_TO_TRIAL_DIR": "0"}},
+    )
     try:
         with tempfile.TemporaryDirectory(prefix="memotune-raytune-") as folder:
             grid = tune.Tuner(
@@ -88,6 +99,9 @@ def run_ray_tune(
                 run_config=tune.RunConfig(storage_path=folder, name="run", verbose=0),
             ).fit()
             results = [r.metrics for r in grid if r.metrics and _RECORD in r.metrics]
+            if searcher.failed_in_a_row >= MAX_FAILED_IN_A_ROW:  # e.g. the pipeline won't load
+                last = str(grid.errors[-1]).strip().splitlines()[-1] if grid.errors else "?"
+                raise RuntimeError(f"Ray Tune's last {MAX_FAILED_IN_A_ROW} trials failed: {last}")
     finally:
         ray.shutdown()
     records = []
@@ -115,13 +129,14 @@ def _searcher(pipeline: Pipeline, seed: int, budget: Budget):
             )
             self.seconds: dict[str, float] = {}  # Ray trial id → the seconds suggest took
             self.charged: dict[str, float] = {}  # Ray trial id → its stages' charge so far
+            self.failed_in_a_row = 0  # a trial that fails before it runs charges nothing
 
         def spent(self) -> float:
             tuner = sum(self.seconds.values()) if budget.charge_tuner else 0.0
             return sum(self.charged.values()) + tuner
 
         def suggest(self, trial_id: str) -> dict | None:
-            if self.spent() >= budget.total:
+            if self.spent() >= budget.total or self.failed_in_a_row >= MAX_FAILED_IN_A_ROW:
                 return Searcher.FINISHED
             started = time.perf_counter()
             config = super().suggest(trial_id)
@@ -136,6 +151,7 @@ def _searcher(pipeline: Pipeline, seed: int, budget: Budget):
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error=False):
             if result and _CHARGED in result:
                 self.charged[trial_id] = float(result[_CHARGED])
+            self.failed_in_a_row = self.failed_in_a_row + 1 if error else 0
             super().on_trial_complete(trial_id, result, error)
 
     return BudgetedOptunaSearch()
