@@ -245,7 +245,7 @@ import ray
 
 from memotune import Int, Pipeline, stage
 
-if ray.is_initialized():  # in a Ray Tune trial: loaded before Ray started, not there
+if ray.is_initialized() and ray.get_runtime_context().get_actor_id():  # a Ray Tune trial
     raise ImportError("no such package on this worker")
 
 
