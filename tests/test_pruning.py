@@ -137,6 +137,8 @@ def test_asha_promotes_the_best_third_at_each_rung():
     assert not asha.should_prune(11, "train", 1, {"other": 1.0})  # not its metric
     with pytest.raises(ValueError, match="mode"):
         ASHA("loss", mode="lowest")
+    with pytest.raises(ValueError, match="min_evidence"):
+        ASHA("loss", min_evidence=-1)
 
 
 def test_trials_on_ray_workers_are_pruned_by_one_shared_pruner(ray_session, tmp_path):

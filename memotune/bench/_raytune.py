@@ -99,7 +99,7 @@ def run_ray_tune(
                 run_config=tune.RunConfig(storage_path=folder, name="run", verbose=0),
             ).fit()
             results = [r.metrics for r in grid if r.metrics and _RECORD in r.metrics]
-            if searcher.failed_in_a_row >= MAX_FAILED_IN_A_ROW:  # e.g. the pipeline won't load
+            if searcher.gave_up:  # e.g. the pipeline won't load
                 last = str(grid.errors[-1]).strip().splitlines()[-1] if grid.errors else "?"
                 raise RuntimeError(f"Ray Tune's last {MAX_FAILED_IN_A_ROW} trials failed: {last}")
     finally:
@@ -131,12 +131,17 @@ def _searcher(pipeline: Pipeline, seed: int, budget: Budget):
             self.charged: dict[str, float] = {}  # Ray trial id → its stages' charge so far
             self.failed_in_a_row = 0  # a trial that fails before it runs charges nothing
 
+        @property
+        def gave_up(self) -> bool:
+            """Whether the last trials all failed before they ran (nothing more will)."""
+            return self.failed_in_a_row >= MAX_FAILED_IN_A_ROW
+
         def spent(self) -> float:
             tuner = sum(self.seconds.values()) if budget.charge_tuner else 0.0
             return sum(self.charged.values()) + tuner
 
         def suggest(self, trial_id: str) -> dict | None:
-            if self.spent() >= budget.total or self.failed_in_a_row >= MAX_FAILED_IN_A_ROW:
+            if self.spent() >= budget.total or self.gave_up:
                 return Searcher.FINISHED
             started = time.perf_counter()
             config = super().suggest(trial_id)
