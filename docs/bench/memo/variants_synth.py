@@ -1,8 +1,6 @@
 """memo ablations on the synthetic pipelines: which of memo's differences from EEIPU
 costs it trials (warping, the posterior-mean incumbent, the near-duplicate filter)."""
 
-import torch
-
 from memotune.tuner.acquisition import CostCooledLogEI
 from memotune.tuner.memo import MemoTuner
 
