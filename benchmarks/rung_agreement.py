@@ -5,7 +5,9 @@ with an ASHA rule on METRIC that records every report at its rungs but stops
 no trial; then, per rung, how many finished trials reported there and the
 Spearman correlation of what they reported with their objective, signed so
 that agreeing is positive (what :meth:`memotune.ASHA.agreement` computes to
-decide whether the rung may stop trials).
+decide whether the rung may stop trials), and how many of the best third of
+them (by objective) were among the best third at the rung: those that ASHA,
+judging all of them at once, would have let go on.
 
     python benchmarks/rung_agreement.py examples/vision.py:epochs valid_nll
     python benchmarks/rung_agreement.py examples/language.py:steps valid_byte_perplexity \
@@ -34,6 +36,20 @@ class Watching(ASHA):
     def should_prune(self, trial_id, stage, step, metrics) -> bool:
         super().should_prune(trial_id, stage, step, metrics)
         return False
+
+
+def best_kept(rule: ASHA, step: int) -> float | None:
+    """The share of the best ``1/reduction`` of the finished trials that reported at rung
+    ``step`` (by objective) that were also among the best ``1/reduction`` there."""
+    rung = rule.rungs.get(step, {})
+    finished = [t for t in rule.outcomes if t in rung]
+    keep = len(finished) // rule.reduction
+    if keep == 0:
+        return None
+    sign = -1 if rule.maximize else 1
+    by_objective = sorted(finished, key=lambda t: sign * rule.outcomes[t])[:keep]
+    by_rung = sorted(finished, key=lambda t: rung[t] if rule.mode == "min" else -rung[t])[:keep]
+    return len(set(by_objective) & set(by_rung)) / keep
 
 
 def main() -> None:
@@ -69,6 +85,7 @@ def main() -> None:
             finished = sum(t in watched.outcomes for t in watched.rungs.get(step, {}))
             figures[f"{metric} at {step}: finished trials"] = finished
             figures[f"{metric} at {step}: agreement"] = watched.agreement(step)
+            figures[f"{metric} at {step}: best third kept"] = best_kept(watched, step)
     report(figures, args.json)
 
 

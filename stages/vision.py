@@ -20,12 +20,14 @@ Images are arrays ``n × height × width`` with the background at 0.
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -44,6 +46,8 @@ from memotune.pipelines import (
 )
 from memotune.stages.threads import limited_threads
 
+#: The range of the TTA stage's softmax temperature.
+TEMPERATURES = (0.1, 10.0)
 #: One-pixel moves (rows, columns), in the order shifts and views use them.
 MOVES = ((0, 1), (0, -1), (1, 0), (-1, 0), (1, 1), (1, -1), (-1, 1), (-1, -1))
 TRAIN_DEFAULTS: dict[str, Any] = {
@@ -179,7 +183,8 @@ def classifier_stage(
 
     With ``fidelity``, ``epochs`` (searched) is the stage's fidelity: after every
     epoch it reports ``train_loss`` (and, where the study's pruner decides, the
-    validation ``valid_nll``: one view, no temperature), keeps a checkpoint
+    validation ``valid_nll``, one view at temperature 1, and ``calibrated_nll``,
+    one view at the temperature that minimizes it), keeps a checkpoint
     (weights, optimizer, shuffling and random state), and stops if the pruner says
     so; a run with more epochs goes on from the deepest cached checkpoint, with the
     result of training from scratch.
@@ -207,6 +212,20 @@ def classifier_stage(
     )
 
 
+def calibrated_nll(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """The NLL of ``logits`` at the softmax temperature (within the TTA stage's 0.1–10)
+    that minimizes it: what the model's predictions are worth once that stage has set
+    its temperature, whatever their confidence now."""
+
+    def nll(log_temperature: float) -> float:
+        return F.cross_entropy(logits / math.exp(log_temperature), labels).item()
+
+    found = scipy.optimize.minimize_scalar(
+        nll, bounds=(math.log(TEMPERATURES[0]), math.log(TEMPERATURES[1])), method="bounded"
+    )
+    return float(min(found.fun, nll(0.0)))
+
+
 def tta_stage(
     make_model: ModelFactory,
     *,
@@ -224,7 +243,7 @@ def tta_stage(
     space = dict(
         space
         if space is not None
-        else {"views": Int(1, 9), "temperature": Float(0.1, 10.0, log=True)}
+        else {"views": Int(1, 9), "temperature": Float(*TEMPERATURES, log=True)}
     )
     fixed = {"views": 1, "temperature": 1.0, **(fixed or {})}
     for key in space:
@@ -316,10 +335,15 @@ def _report_and_keep(
         model.eval()
         with torch.no_grad():
             images = data.normalize(data.splits.x_valid.astype(np.float32))
-            labels = torch.from_numpy(data.splits.y_valid.astype(np.int64))
-            valid_nll = F.cross_entropy(model(images), labels).item()
+            logits = model(images)
         model.train()
-        context.report(last["step"], train_loss=last["train_loss"], valid_nll=valid_nll)
+        labels = torch.from_numpy(data.splits.y_valid.astype(np.int64))
+        context.report(
+            last["step"],
+            train_loss=last["train_loss"],
+            valid_nll=F.cross_entropy(logits, labels).item(),
+            calibrated_nll=calibrated_nll(logits, labels),
+        )
     else:
         context.report(last["step"], train_loss=last["train_loss"])
     state = {

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from memotune import ASHA, Float, Int, Output, Pipeline, StageCache, run, stage
 from memotune.pipelines import SpaceError, run_trial
@@ -203,8 +204,25 @@ def test_the_vision_classifier_continues_from_its_checkpoints_as_if_from_scratch
     rungs = ASHA("valid_nll", min_step=1, reduction=2).for_pipeline(vision)  # 1, 2, 4
     judged = run_trial(vision, vision.plan(setting(5)), None, trial_id=0, judge=rungs)
     assert judged.completed  # the first trial at each rung is its best
-    assert [h["step"] for h in judged.stages[1].history if "valid_nll" in h] == [1, 2, 4]
+    reports = [h for h in judged.stages[1].history if "valid_nll" in h]
+    assert [h["step"] for h in reports] == [1, 2, 4]
+    assert all(h["calibrated_nll"] <= h["valid_nll"] for h in reports)
     assert judged.objective == scratch.objective  # measuring it changes nothing
+
+
+def test_the_calibrated_nll_is_blind_to_how_confident_the_logits_are():
+    from memotune.stages.vision import calibrated_nll
+
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 10, (600,), generator=generator)
+    logits = torch.randn(600, 10, generator=generator) + 2.0 * F.one_hot(labels, 10)
+    for confidence in (0.3, 1.0, 5.0):  # within the TTA stage's temperatures (0.1–10)
+        scaled = confidence * logits
+        assert calibrated_nll(scaled, labels) == pytest.approx(calibrated_nll(logits, labels), 1e-4)
+        assert calibrated_nll(scaled, labels) <= F.cross_entropy(scaled, labels).item()
+    overconfident = 5.0 * logits
+    at_one = F.cross_entropy(overconfident, labels).item()
+    assert calibrated_nll(overconfident, labels) < at_one - 0.1
 
 
 def test_the_language_teacher_continues_its_steps_as_if_from_scratch(tmp_path):
