@@ -84,9 +84,10 @@ pipeline = Pipeline(
 
 #: The same pipeline with ``epochs`` as the training stage's fidelity: after every
 #: epoch it keeps a checkpoint, and at the pruner's rungs it reports the validation NLL
-#: of one view (``valid_nll``) and asks whether to stop; a trial with more epochs goes
-#: on from a cached run's checkpoint. ``memotune tune examples/vision.py:epochs --prune
-#: valid_nll``
+#: of one view (``valid_nll``; ``calibrated_nll`` at its best temperature, as the TTA
+#: stage will set one) and asks whether to stop; a trial with more epochs goes on from
+#: a cached run's checkpoint. ``memotune tune examples/vision.py:epochs --prune
+#: calibrated_nll``
 epochs = Pipeline(
     [
         preprocess,
