@@ -61,8 +61,6 @@ class TrialRecord:
     #: a pruned trial's likely objective, as the study's pruner forecasts it from what
     #: the trial reported before it stopped (``None``: no forecast)
     forecast: float | None = None
-    #: how far off the pruner's forecasts typically are (a standard deviation)
-    forecast_sd: float | None = None
 
     @property
     def completed(self) -> bool:

@@ -135,7 +135,7 @@ def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
     proposal = tuner.ask([], budget)
     twin = {"first": {"x": 0.7}, "second": {"y": 0.3 + 1e-7}}
     row = tuner.encoder.encode(twin)
-    X, Y, _ = tuner.observations.objective_data()
+    X, Y = tuner.observations.objective_data()
     model = tuner.objective_fitter.build(X, Y)
     from memotune.tuner.cached_posterior import CachedPosteriorGP
     from memotune.tuner.optimize import Candidate, Prefix
@@ -156,7 +156,7 @@ def test_the_incumbent_is_the_best_posterior_mean_not_the_luckiest_draw(tmp_path
     for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6), (0.5, 0.5), (0.2, 0.4)]:
         tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
     proposal = tuner.ask([], Budget(COST, 100.0))
-    values = tuner.observations.objective_data().Y
+    _, values = tuner.observations.objective_data()
     best_draw = float(tuner._warp(values).max())  # in the units the GP models
     assert proposal.info["incumbent"] < best_draw
 
@@ -184,7 +184,7 @@ def test_a_batch_builds_at_most_once_on_each_first_stage_output(tmp_path):
         tuner.tell(
             run(pipe, {"first": {"x": x}, "middle": {"y": y}, "last": {"z": z}}, cache=cache)
         )
-    X, Y, _ = tuner.observations.objective_data()
+    X, Y = tuner.observations.objective_data()
     from memotune.tuner.cached_posterior import CachedPosteriorGP
     from memotune.tuner.optimize import Candidate, Prefix
 

@@ -99,13 +99,13 @@ class GPTuner(Tuner):
         queued = self._dequeue(pending)
         if queued is not None:
             return queued
-        X, Y, noise = data.X, self._warp(data.Y), data.noise
+        X, Y = data[0], self._warp(data[1])
         may_refit = self._may_refit(budget)
-        model = self.objective_fitter.fit(X, Y, noise, may_refit=may_refit)
+        model = self.objective_fitter.fit(X, Y, may_refit=may_refit)
         self._refitted = self.objective_fitter.refitted
         pending_rows = self.encoder.encode_many([self.pipeline.validate(c) for c in pending])
         model = CachedPosteriorGP(
-            condition_on_believed(self.objective_fitter, model, X, Y, noise, pending_rows)
+            condition_on_believed(self.objective_fitter, model, X, Y, pending_rows)
         )
         if self.costs is not None:
             self.costs.fit(self.observations, may_refit=self._may_refit_costs(budget))

@@ -22,7 +22,6 @@ from botorch.models.model import Model
 from botorch.posteriors.gpytorch import GPyTorchPosterior
 from gpytorch.distributions import MultivariateNormal
 from gpytorch.kernels import RBFKernel
-from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, Likelihood
 from gpytorch.means import ConstantMean
 from linear_operator.operators import DiagLinearOperator
 
@@ -88,23 +87,14 @@ class CachedPosteriorGP(Model):
         return cross / scale.sqrt()
 
     def relative_noise(self) -> float:
-        """The fitted observation noise (the one every point shares) as a share of the
-        latent prior variance."""
+        """The fitted observation noise as a share of the latent prior variance."""
         with torch.no_grad():
             prior = self.model.covar_module(self._train_x[:1], self._train_x[:1], diag=True)
-            return float(shared_noise(self.model.likelihood).mean() / prior.squeeze())
+            return float(self.model.likelihood.noise.mean() / prior.squeeze())
 
     def posterior(self, X: torch.Tensor, **kwargs) -> GPyTorchPosterior:
         mean, variance = self.mean_and_variance(X)  # X: b × 1 × d
         return GPyTorchPosterior(MultivariateNormal(mean, DiagLinearOperator(variance)))
-
-
-def shared_noise(likelihood: Likelihood) -> torch.Tensor:
-    """The observation noise every point has (the learned one, without the noise of
-    its own that a point may carry)."""
-    if isinstance(likelihood, FixedNoiseGaussianLikelihood):
-        return likelihood.second_noise
-    return likelihood.noise
 
 
 class _RBF:

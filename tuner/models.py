@@ -10,16 +10,11 @@ import torch
 from botorch.exceptions import ModelFittingError
 from botorch.fit import fit_gpytorch_mll
 from botorch.models import SingleTaskGP
-from botorch.models.utils.gpytorch_modules import (
-    get_covar_module_with_dim_scaled_prior,
-    get_gaussian_likelihood_with_lognormal_prior,
-)
-from gpytorch import settings
-from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, Likelihood
+from botorch.models.utils.gpytorch_modules import get_covar_module_with_dim_scaled_prior
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from torch.quasirandom import SobolEngine
 
-from .cached_posterior import CachedPosteriorGP, shared_noise
+from .cached_posterior import CachedPosteriorGP
 from .encoding import SpaceEncoder
 from .observations import Observations
 
@@ -33,11 +28,6 @@ class GPFitter:
     steps; between refits the model is rebuilt on all data with the last
     hyperparameters, which costs milliseconds instead of the fit's tenths of a
     second.
-
-    Points may carry their own noise (``noise``, in the GP's standardized units)
-    on top of the fitted noise every point has: BoTorch's default likelihood (and
-    noise prior) where none does, else a fixed-noise likelihood that learns the
-    shared noise beside the points' own.
     """
 
     def __init__(
@@ -53,18 +43,11 @@ class GPFitter:
         self._fitted_at = 0
         self.refitted = False
 
-    def fit(
-        self,
-        X: torch.Tensor,
-        Y: torch.Tensor,
-        noise: torch.Tensor | None = None,
-        *,
-        may_refit: bool = True,
-    ) -> SingleTaskGP:
-        """A model on ``(X, Y)`` (with each point's own ``noise``, if given), its
-        hyperparameters re-optimized if one is due on the schedule and ``may_refit``
-        (the first fit always happens); ``refitted`` says whether this call did."""
-        model = self.build(X, Y, noise)
+    def fit(self, X: torch.Tensor, Y: torch.Tensor, *, may_refit: bool = True) -> SingleTaskGP:
+        """A model on ``(X, Y)``, its hyperparameters re-optimized if one is due on the
+        schedule and ``may_refit`` (the first fit always happens); ``refitted`` says
+        whether this call did."""
+        model = self.build(X, Y)
         n = len(X)
         due = n - self._fitted_at >= max(1, n // self.refit_divisor)
         self.refitted = self._hyperparameters is None or (due and may_refit)
@@ -87,11 +70,8 @@ class GPFitter:
         """How many points the hyperparameters were last optimized on (0: never)."""
         return self._fitted_at
 
-    def build(
-        self, X: torch.Tensor, Y: torch.Tensor, noise: torch.Tensor | None = None
-    ) -> SingleTaskGP:
-        """A model on ``(X, Y)`` (with each point's own ``noise``, if given) with the
-        last fitted hyperparameters (no fitting)."""
+    def build(self, X: torch.Tensor, Y: torch.Tensor) -> SingleTaskGP:
+        """A model on ``(X, Y)`` with the last fitted hyperparameters (no fitting)."""
         covar = None
         if self.active_dims is not None:
             covar = get_covar_module_with_dim_scaled_prior(
@@ -100,47 +80,14 @@ class GPFitter:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not standardized.*")
             warnings.filterwarnings("ignore", message=".*not contained to the unit cube.*")
-            model = SingleTaskGP(X, Y, likelihood=_likelihood(noise), covar_module=covar)
+            model = SingleTaskGP(X, Y, covar_module=covar)
         if self._hyperparameters is not None:
-            shared = self._hyperparameters.copy()
-            _set_shared_noise(model.likelihood, shared.pop(SHARED_NOISE))
-            model.load_state_dict(shared, strict=False)
+            model.load_state_dict(self._hyperparameters, strict=False)
         return model.eval()
 
 
-#: The key under which a fitter keeps the noise every point has.
-SHARED_NOISE = "shared_noise"
-
-
-def _likelihood(noise: torch.Tensor | None) -> Likelihood | None:
-    """BoTorch's default likelihood (``None``) unless some point has noise of its own;
-    then a fixed-noise one with that noise that also learns, under the same prior,
-    the noise every point shares."""
-    if noise is None or not bool((noise > 0).any()):
-        return None
-    default = get_gaussian_likelihood_with_lognormal_prior()
-    return FixedNoiseGaussianLikelihood(
-        noise=noise.squeeze(-1).clamp_min(settings.min_fixed_noise.value(noise.dtype)),
-        learn_additional_noise=True,
-        noise_prior=default.noise_covar.noise_prior,
-        noise_constraint=default.noise_covar.raw_noise_constraint,
-    )
-
-
-def _set_shared_noise(likelihood: Likelihood, value: torch.Tensor) -> None:
-    if isinstance(likelihood, FixedNoiseGaussianLikelihood):
-        likelihood.second_noise = value
-    else:
-        likelihood.noise = value
-
-
 def condition_on_believed(
-    fitter: GPFitter,
-    model: SingleTaskGP,
-    X: torch.Tensor,
-    Y: torch.Tensor,
-    noise: torch.Tensor,
-    pending: torch.Tensor,
+    fitter: GPFitter, model: SingleTaskGP, X: torch.Tensor, Y: torch.Tensor, pending: torch.Tensor
 ) -> SingleTaskGP:
     """The model with ``pending`` rows added at their posterior mean ("kriging believer"),
     so proposals made while those trials run steer away from them."""
@@ -148,21 +95,16 @@ def condition_on_believed(
         return model
     with torch.no_grad():
         believed = model.posterior(pending).mean
-    return fitter.build(
-        torch.cat([X, pending]), torch.cat([Y, believed]), torch.cat([noise, 0 * believed])
-    )
+    return fitter.build(torch.cat([X, pending]), torch.cat([Y, believed]))
 
 
 def _hyperparameters(model: SingleTaskGP) -> dict[str, torch.Tensor]:
-    """Kernel and mean parameters, and the noise every point shares; the outcome
-    transform and points' own noise are data, not hyperparameters."""
-    kept = {
+    """Kernel, mean and noise parameters; the outcome transform is data, not a hyperparameter."""
+    return {
         name: value.detach().clone()
         for name, value in model.state_dict().items()
-        if not name.startswith(("outcome_transform", "likelihood"))
+        if not name.startswith("outcome_transform")
     }
-    kept[SHARED_NOISE] = shared_noise(model.likelihood).detach().clone()
-    return kept
 
 
 #: Cost GPs refit every ~n/5 new points (the objective's every ~n/10).

@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import torch
 
@@ -29,19 +28,6 @@ class Observation:
     stopped_early: bool = False
     #: what the pruner forecast such a trial's objective to be (sign-flipped like ``value``)
     forecast: float | None = None
-    #: how far off the pruner's forecasts typically are (a standard deviation)
-    forecast_sd: float | None = None
-
-
-class ObjectiveData(NamedTuple):
-    """What the objective's GP is fitted on: rows, values (larger is better), and each
-    value's own noise beyond the objective's, as a share of the values' variance (so it
-    holds in the GP's standardized units, whatever monotone warp a tuner applies: 0 for
-    an observed objective)."""
-
-    X: torch.Tensor
-    Y: torch.Tensor
-    noise: torch.Tensor
 
 
 class Observations:
@@ -79,7 +65,6 @@ class Observations:
                 keys=self.pipeline.keys(config),
                 stopped_early=stopped_early,
                 forecast=forecast if stopped_early else None,
-                forecast_sd=record.forecast_sd if stopped_early else None,
             )
         )
         self._seen.add(canonical_json(config))
@@ -93,32 +78,23 @@ class Observations:
     def seen(self, config: dict) -> bool:
         return canonical_json(config) in self._seen
 
-    def objective_data(self) -> ObjectiveData | None:
+    def objective_data(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rows and values (larger is better); failed trials take the worst value seen,
         so the optimizer keeps away from them. A trial pruned before its last stage
         takes what the pruner forecast from its reports (one far behind at its rung is
-        likely far from the best, one just behind close to typical), with the
-        forecast's spread as its own noise, so the GP trusts a forecast no more than
-        the pruner's forecasts deserve (where the metric at the rung ranks trials
-        loosely, a forecast barely moves the model). Without a forecast it takes the
-        median value seen, with the values' spread as its noise: it was behind at its
-        rung, which says it is no contender, not that it is as bad as a failure (with
-        most trials pruned, the worst value would teach the model that almost
-        everything is). Leaving pruned trials out did worse on the language pipeline
-        (test perplexity 8.55 against 8.05, 4 of 5 seeds: docs/benchmarks.md).
-        ``None`` until a trial completed."""
+        likely far from the best, one just behind close to typical), or without a
+        forecast the median value seen: it was behind at its rung, which says it is no
+        contender, not that it is as bad as a failure (with most trials pruned, the
+        worst value would teach the model that almost everything is). Leaving it out
+        did worse on the language pipeline (test perplexity 8.55 against 8.05, 4 of 5
+        seeds: docs/benchmarks.md). ``None`` until a trial completed."""
         values = [o.value for o in self.items if o.value is not None]
         if not values:
             return None
         worst, typical = min(values), statistics.median(values)
         X = torch.stack([o.row for o in self.items])
         Y = torch.tensor([[_imputed(o, worst, typical)] for o in self.items], dtype=torch.float64)
-        variance = float(Y.var()) if len(Y) > 1 else 0.0
-        noise = torch.tensor(
-            [[_own_variance(o, variance) / variance if variance > 0 else 0.0] for o in self.items],
-            dtype=torch.float64,
-        )
-        return ObjectiveData(X, Y, noise)
+        return X, Y
 
     def stage_cost_data(self, stage: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Rows and log true costs of stage ``stage``, one per distinct stage-``stage`` key
@@ -165,17 +141,6 @@ def _imputed(observation: Observation, worst: float, typical: float) -> float:
     if not observation.stopped_early:
         return worst
     return typical if observation.forecast is None else observation.forecast
-
-
-def _own_variance(observation: Observation, variance: float) -> float:
-    """The variance of an imputed value's error: a forecast's spread squared, or
-    ``variance`` (all values') for the median that stands in without one; none for an
-    observed objective or a failure's deliberate worst value."""
-    if observation.value is not None or not observation.stopped_early:
-        return 0.0
-    if observation.forecast is None or observation.forecast_sd is None:
-        return variance
-    return observation.forecast_sd**2
 
 
 def stopped_at(pipeline: Pipeline, record: TrialRecord) -> tuple[dict, float] | None:

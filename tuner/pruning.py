@@ -14,9 +14,8 @@ import dataclasses
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
-import numpy as np
 import scipy.stats
 
 from memotune.pipelines import Pipeline, TrialRecord
@@ -24,14 +23,6 @@ from memotune.pipelines.stage import Judge, Stage
 
 #: ``memotune bench`` runs a tuner listed as ``NAME+asha`` as NAME with its ``--prune`` pruner.
 PRUNED_SUFFIX = "+asha"
-
-
-class Forecast(NamedTuple):
-    """A pruned trial's likely objective, and how far off such a forecast typically is
-    (the standard deviation of its errors, in the objective's units)."""
-
-    value: float
-    sd: float
 
 
 class Pruner(Judge, Protocol):
@@ -45,11 +36,11 @@ class Pruner(Judge, Protocol):
         """The pruner as it applies to ``pipeline`` (the study calls it once, at its start)."""
         ...
 
-    def forecast(self, record: TrialRecord) -> Forecast | None:
+    def forecast(self, record: TrialRecord) -> float | None:
         """The objective a pruned trial would likely have reached, from what it reported
         before it stopped and what the finished trials had reported there (``None``
         where the pruner cannot tell). The study tells it to the tuner in place of an
-        objective, with its spread, so the tuner trusts it no more than it deserves."""
+        objective."""
         ...
 
 
@@ -139,13 +130,11 @@ class ASHA:
         if record.completed and record.objective is not None and math.isfinite(record.objective):
             self.outcomes[record.trial_id] = float(record.objective)
 
-    def forecast(self, record: TrialRecord) -> Forecast | None:
+    def forecast(self, record: TrialRecord) -> float | None:
         """The objective that the trial's metric at its last rung predicts: the robust
         line (Theil–Sen) through the finished trials' metric there and their objective,
-        kept within the range of those objectives; its spread is the robust standard
-        deviation (scaled median absolute deviation) of those trials' objectives about
-        the line. ``None`` before ``min_evidence`` finished trials reported at that
-        rung, or while they all reported the same."""
+        kept within the range of those objectives. ``None`` before ``min_evidence``
+        finished trials reported at that rung, or while they all reported the same."""
         last = max(self._rung_reports(record), default=None)
         if last is None:
             return None
@@ -153,14 +142,12 @@ class ASHA:
         evidence = self._evidence(step)
         if len(evidence) < max(2, self.min_evidence):  # a line needs two points
             return None
-        metric, objective = (np.array(v) for v in zip(*evidence, strict=True))
+        metric, objective = zip(*evidence, strict=True)
         if len(set(metric)) < 2:  # no line through one point: the metric tells nothing
             return None
         slope, intercept, *_ = scipy.stats.theilslopes(objective, metric)
         line = intercept + slope * value  # within the objectives seen: no extrapolating
-        errors = objective - (intercept + slope * metric)
-        sd = float(scipy.stats.median_abs_deviation(errors, scale="normal"))
-        return Forecast(float(min(max(line, objective.min()), objective.max())), sd)
+        return float(min(max(line, min(objective)), max(objective)))
 
     def trusted(self, step: int) -> bool:
         """Whether rung ``step`` may stop trials: always with ``min_evidence=0``, else

@@ -237,9 +237,7 @@ class Study:
 
     def _finish(self, record: TrialRecord) -> None:
         if record.pruned and self.pruner is not None:  # journaled, so a resumed tuner learns it too
-            forecast = self.pruner.forecast(record)
-            if forecast is not None:
-                record.forecast, record.forecast_sd = forecast
+            record.forecast = self.pruner.forecast(record)
         self.budget.charge(record)
         self.journal.finish(record, trial_cost(record))
         self.tuner.tell(self._blinded(record))

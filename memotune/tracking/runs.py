@@ -104,7 +104,6 @@ def trial_metrics(record: TrialRecord, trial_cost: float) -> list[MetricValue]:
         _put(values, name, record.info.get(name))
     _put(values, "cache_hits", record.cache_hits)
     _put(values, "forecast", record.forecast)  # a pruned trial's, where its pruner made one
-    _put(values, "forecast_sd", record.forecast_sd)
     _put(values, "trial_cost", trial_cost)
     for stage in record.stages:
         prefix = metric_key(stage.stage)
