@@ -149,13 +149,32 @@ def test_row_splits_are_fixed_disjoint_and_what_the_pipeline_runs_on(name):
     again = module.split()
     for split, index in parts.items():
         np.testing.assert_array_equal(getattr(again, split), index)
-        np.testing.assert_array_equal(getattr(module.pipeline.inputs, f"x_{split}"), x[index])
-        np.testing.assert_array_equal(getattr(module.pipeline.inputs, f"y_{split}"), y[index])
+        # the held-out rows may come several times (vision: one noise draw after another)
+        copies = 1 if split == "train" else getattr(module, "HELD_OUT_DRAWS", 1)
+        runs_on = [getattr(module.pipeline.inputs, f"{v}_{split}") for v in "xy"]
+        assert len(runs_on[0]) == len(runs_on[1]) == copies * len(index)
+        np.testing.assert_array_equal(runs_on[0][: len(index)], x[index])
+        np.testing.assert_array_equal(runs_on[1], np.tile(y[index], copies))
     # no row of one split is a copy of a row of another
     flat = np.asarray(x).reshape(len(y), -1)
     seen = {split: {flat[i].tobytes() for i in index} for split, index in parts.items()}
     assert not seen["train"] & seen["valid"] and not seen["train"] & seen["test"]
     assert not seen["valid"] & seen["test"]
+
+
+def test_vision_scores_each_held_out_digit_on_independent_noise_draws():
+    module = example("vision")
+    rows, inputs = module.split(), module.pipeline.inputs
+    draws = module.HELD_OUT_DRAWS
+    assert draws > 1
+    for split in ("valid", "test"):
+        index = getattr(rows, split)
+        images = getattr(inputs, f"x_{split}").reshape(draws, len(index), 8, 8)
+        for seed in range(draws):
+            np.testing.assert_array_equal(images[seed], module.noisy_digits(seed=seed)[index])
+        # the draws of one digit differ, by the noise's standard deviation or so
+        spread = images.std(axis=0).mean()
+        assert 0.5 * module.NOISE < spread * np.sqrt(draws / (draws - 1)) < 1.5 * module.NOISE
 
 
 def test_text_splits_are_fixed_and_share_no_paragraph():
