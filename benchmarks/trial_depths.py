@@ -23,6 +23,8 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import parser, report  # noqa: E402
 
@@ -41,6 +43,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=120.0)
     p.add_argument("--prune", metavar="METRIC", help="stop trials with ASHA on METRIC (minimized)")
     args = p.parse_args()
+    torch.set_num_threads(1)  # one core, as each of memotune bench's runs has
     pipeline = load_pipeline(args.pipeline)
     budget = Budget.for_pipeline(pipeline, budget=args.budget)
     with tempfile.TemporaryDirectory() as folder:
