@@ -4,10 +4,10 @@ Runs on scikit-learn's digits (1797 images, shipped with the package) with
 Gaussian pixel noise (standard deviation 4 on the 0–16 scale, seeded) added
 to every image, split once, stratified, into 500 training, 600 validation
 and 600 test digits. The held-out digits are each drawn with four independent
-noise draws (2400 validation and 2400 test images), so that the score of a
-model on them depends less on one draw of the noise: the incumbent a tuner
-picks on validation is then scored on test as it will do. One process per
-trial, torch on one thread:
+noise draws (2400 validation and 2400 test images), so that a model's score
+depends less on one draw of the noise (one draw moves it by about 0.03,
+though mostly alike for every model: ``benchmarks/noise_draws.py``). One
+process per trial, torch on one thread:
 
     memotune tune examples/vision.py --tuner eeipu --budget 120
 
