@@ -11,7 +11,7 @@ tuner's objective stands for the test score it is judged on) and their rank
 correlations; over all the models and over the best third by test NLL,
 where tuners' incumbents are.
 
-    python benchmarks/noise_draws.py --models 40 --draws 5
+    python benchmarks/noise_draws.py --models 40 --draws 4
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import parser, report  # noqa: E402
 
+from memotune.loading import import_file  # noqa: E402
 from memotune.stages.vision import ImageSplits  # noqa: E402
 from memotune.tuner.encoding import SpaceEncoder  # noqa: E402
 
@@ -36,11 +37,11 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "vision.py"
 def main() -> None:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--models", type=int, default=40)
-    p.add_argument("--draws", type=int, default=5)
+    p.add_argument("--draws", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.set_num_threads(1)
-    module = _example_module()
+    module = import_file(EXAMPLE)
     pipeline, encoder = module.pipeline, SpaceEncoder(module.pipeline)
     rows, labels = module.split(), module.load_digits().target
     # validation draws 0..d-1 and test draws d..2d-1: no noise is shared between them
@@ -88,15 +89,6 @@ def _agreement(valid: np.ndarray, test: np.ndarray) -> dict[str, float]:
         "spearman_one_draw_test": float(stats.spearmanr(one, target)[0]),
         "spearman_all_draws_test": float(stats.spearmanr(every, target)[0]),
     }
-
-
-def _example_module():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("vision_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _value(output):

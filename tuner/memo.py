@@ -230,6 +230,14 @@ class MemoTuner(EEIPU):
 
         return make_acquisition, {"eta": eta, "incumbent": incumbent}
 
+    def _starts(self, model: CachedPosteriorGP, X: torch.Tensor) -> torch.Tensor:
+        """The incumbent (the observed configuration of best posterior mean), polished
+        with every column free: a local search from the best, which the screened
+        points rarely reach (a bound of the space, say, one column away)."""
+        with torch.no_grad():
+            best = int(model.mean_and_variance(X)[0].argmax())
+        return X[best : best + 1]
+
     def _choose(
         self,
         candidates: list[Candidate],
@@ -240,7 +248,9 @@ class MemoTuner(EEIPU):
         """Up to a batch of new configurations, best first: none indistinguishable from
         an observed or running one within the fitted noise, none too close to another,
         at most one building on each first stage's cached output (so a batch does not
-        fill with cheap tweaks of the last stages of one upstream setting)."""
+        fill with cheap tweaks of the last stages of one upstream setting), and none
+        after the first whose acquisition falls short of what the thinking it saves is
+        worth (:meth:`~.effort.Effort.least_batch_ratio`)."""
         if not candidates:
             return []
         rows = torch.stack([c.row for c in candidates])
@@ -250,10 +260,11 @@ class MemoTuner(EEIPU):
         chosen: list[tuple[Candidate, Config]] = []
         picked: list[torch.Tensor] = []
         used: set[str] = set()  # first stages' outputs a chosen candidate builds on
+        least = -math.inf  # the least acquisition a batch member may have
         for candidate, is_novel in zip(candidates, novel.tolist(), strict=True):
             if len(chosen) == self._batch:
                 break
-            if not is_novel:
+            if not is_novel or candidate.value < least:
                 continue
             if picked and float((torch.stack(picked) - candidate.row).norm(dim=-1).min()) < (
                 BATCH_MIN_DISTANCE
@@ -265,6 +276,9 @@ class MemoTuner(EEIPU):
             if (root is not None and root in used) or not self._is_new(config, taken):
                 continue
             taken.add(keys[-1])
+            if not chosen:
+                ratio = self.effort.least_batch_ratio()
+                least = candidate.value + math.log(ratio) if ratio > 0 else -math.inf
             chosen.append((candidate, config))
             picked.append(candidate.row)
             if root is not None:
