@@ -68,20 +68,6 @@ def test_a_refit_the_account_could_not_pay_is_paid_back_by_larger_batches():
     assert effort.balance >= 0 and effort.batch_size(charged=True) == settled
 
 
-def test_a_batch_member_must_be_worth_the_thinking_it_saves():
-    effort = Effort()
-    assert effort.least_batch_ratio() == 0.0  # nothing known yet: no bound
-    for _ in range(5):
-        effort.observe_trial(1.0)
-        effort.observe_proposal(0.1, refitted=False)
-    assert effort.least_batch_ratio() == pytest.approx(0.9)
-    cheap = Effort()
-    for _ in range(5):
-        cheap.observe_trial(0.05)
-        cheap.observe_proposal(0.1, refitted=False)
-    assert cheap.least_batch_ratio() == 0.0  # thinking dearer than a trial: take any
-
-
 def test_refits_wait_until_trials_have_paid_for_them():
     effort = Effort(target_share=0.05)
     assert effort.may_refit(charged=True)  # a refit's cost is not known yet
@@ -160,80 +146,6 @@ def test_a_candidate_next_to_an_observed_one_is_not_chosen(tmp_path):
     chosen = tuner._choose([Candidate(row, Prefix(0), 1.0), fresh], [], cached, budget)
     assert [c for c, _ in chosen] == [fresh]
     assert proposal.config != twin
-
-
-def test_a_batch_stops_at_a_candidate_whose_acquisition_falls_short(tmp_path):
-    """Trials of 1 s and proposals of 0.1 s: a later member must reach 90% of the first
-    one's acquisition (its log within log 0.9 of the first's)."""
-    from memotune.tuner.cached_posterior import CachedPosteriorGP
-    from memotune.tuner.optimize import Candidate, Prefix
-
-    pipe = two_stage(1.0)
-    cache = StageCache(tmp_path / "cache")
-    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
-    for x, y in [(0.1, 0.1), (0.3, 0.9), (0.7, 0.3), (0.9, 0.6)]:
-        tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
-    for _ in range(5):
-        tuner.effort.observe_trial(1.0)
-        tuner.effort.observe_proposal(0.1, refitted=False)
-    X, Y = tuner.observations.objective_data()
-    model = CachedPosteriorGP(tuner.objective_fitter.fit(X, Y))
-
-    def at(x, y, value):
-        row = torch.tensor([x, y], dtype=torch.float64)
-        return Candidate(row, Prefix(0), value)
-
-    first, close, short = at(0.5, 0.5, -2.0), at(0.2, 0.6, -2.05), at(0.8, 0.9, -2.2)
-    tuner._batch = 3
-    chosen = tuner._choose([first, close, short], [], model, Budget(COST, 100.0))
-    assert [c for c, _ in chosen] == [first, close]
-
-
-def test_the_acquisition_is_polished_from_a_tuner_given_start():
-    """A narrow peak that no screened point lands near is found from a start beside it."""
-    from botorch.acquisition import AcquisitionFunction
-
-    from memotune.tuner.optimize import Prefix, optimize_over_prefixes
-
-    class TwoHills(AcquisitionFunction):
-        def __init__(self):
-            torch.nn.Module.__init__(self)
-
-        def forward(self, X):
-            x = X.squeeze(-2)
-            broad = 0.5 * torch.exp(-((x - 0.3) ** 2).sum(-1) / 0.1)
-            narrow = torch.exp(-((x - 1.0) ** 2).sum(-1) / 5e-4)
-            return broad + narrow
-
-    def best(starts):
-        candidates = optimize_over_prefixes(
-            lambda depth, cached: TwoHills(),
-            [Prefix(0)],
-            SpaceEncoder(two_stage(1.0)),
-            seed=0,
-            raw_samples=64,
-            polish=1,
-            starts=starts,
-        )
-        return candidates[0]
-
-    assert best(None).value == pytest.approx(0.5, abs=0.01)
-    found = best(torch.tensor([[0.95, 0.95]], dtype=torch.float64))
-    assert found.value == pytest.approx(1.0, abs=0.01)
-    assert torch.allclose(found.row, torch.ones(2, dtype=torch.float64), atol=0.01)
-
-
-def test_memo_polishes_from_its_incumbent(tmp_path):
-    pipe = two_stage(1.0)
-    cache = StageCache(tmp_path / "cache")
-    tuner = MemoTuner(pipe, seed=0, cache=cache, n_init=4, study="test")
-    for x, y in [(0.1, 0.1), (0.3, 0.9), (0.65, 0.35), (0.9, 0.6), (0.5, 0.5)]:
-        tuner.tell(run(pipe, {"first": {"x": x}, "second": {"y": y}}, cache=cache))
-    X, Y = tuner.observations.objective_data()
-    from memotune.tuner.cached_posterior import CachedPosteriorGP
-
-    model = CachedPosteriorGP(tuner.objective_fitter.fit(X, Y))
-    assert torch.equal(tuner._starts(model, X), X[Y.squeeze(-1).argmax()].unsqueeze(0))
 
 
 @pytest.mark.parametrize("noise", [0.3])

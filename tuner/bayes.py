@@ -120,7 +120,6 @@ class GPTuner(Tuner):
             raw_samples=self.raw_samples,
             polish=self.polish,
             maxiter=self.maxiter,
-            starts=self._starts(model, X),
         )
         chosen = self._choose(candidates, pending, model, budget)
         if not chosen:  # every candidate was run already: explore instead
@@ -162,11 +161,6 @@ class GPTuner(Tuner):
             return CostCooledLogEI(model, best_f, self.costs, eta, depth, cached)
 
         return make_acquisition, {"eta": eta}
-
-    def _starts(self, model: CachedPosteriorGP, X: torch.Tensor) -> torch.Tensor | None:
-        """Rows from which to polish the acquisition besides the best screened ones
-        (here: none)."""
-        return None
 
     def _choose(
         self,

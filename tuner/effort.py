@@ -81,17 +81,6 @@ class Effort:
         owed = statistics.median(self.plain_seconds) + max(0.0, -self.balance)
         return max(1, min(self.max_batch, math.ceil(owed / max(per_trial, 1e-9))))
 
-    def least_batch_ratio(self) -> float:
-        """How much of the first proposal's acquisition (its expected improvement per
-        cost) a later member of a batch must reach: running a member that reaches
-        a share ``r`` of it instead of the first loses about ``(1 − r)`` of a trial's
-        cost, which is worth it only while that is less than the thinking the
-        member saves, ``1 − thinking / trial cost`` (no bound before both are known)."""
-        if not self.trial_costs or not self.plain_seconds:
-            return 0.0
-        trial = statistics.median(self.trial_costs)
-        return max(0.0, 1 - statistics.median(self.plain_seconds) / max(trial, 1e-9))
-
     def breadth(self, charged: bool) -> str:
         """How widely to search the acquisition: ``"wide"`` when the account holds many
         proposals' worth, ``"lean"`` when it cannot pay for a usual one, else

@@ -23,21 +23,12 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   batching from every fit (the first design) ran twice EEIPU's trials on the
   regression pipeline and lost to it on every seed, and one vision run spent
   120 trials on batches of last-stage tweaks of one upstream setting; in
-  both the batch had filled with cheap tweaks of the last stages. Nor does
-  a batch take a candidate whose acquisition falls short of the first's by
-  more than the thinking it saves is worth (on language, batches of up to
-  14 had run near-random full trials, their log acquisitions 7 to 28 below
-  the first's, about a fifth of the budget). Trials
+  both the batch had filled with cheap tweaks of the last stages. Trials
   earn at no less than the cost floor below, so cheap trials buy thinking
   and the share runs above the target (5.4–9.8% on the real pipelines).
   Earning at the true charge with an 8% target, batches filled by predicted
   cost, held it at 7.5–8.1% but ran fewer trials, and lost ground on
   language (7.334 against 7.141) and vision (``docs/bench/memo/*-true-charge.json``).
-- **A local search from the incumbent.** The acquisition is polished from
-  the best posterior mean's configuration too, every column free (as
-  Optuna's GP sampler starts from its best trial): screened points rarely
-  land next to it, and on language memo never reached the corner of the
-  space (the largest vocabulary, the most steps) where EI's trials sat.
 - **A cost floor.** EI per unit cost wins a trial ten times cheaper by ten
   times, so on a pipeline with cached prefixes it keeps tweaking the cheap
   last stages of a few prefixes; those tweaks are strongly correlated and
@@ -56,7 +47,7 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   the luckiest validation draw; a candidate indistinguishable from an
   observed or running configuration within that noise
   (``Var[f(x) − f(x')] = 2(1 − ρ) < σ²_noise`` in the GP's standardized
-  units, σ²_noise at least ``NOISE_FLOOR``) is not proposed.
+  units) is not proposed.
 - **Continuation.** On a pipeline with a fidelity (``@stage(fidelity=...)``),
   each cached training run it could continue is a prefix too: its settings
   with more steps, costed at the steps still to run. So continuing a run
@@ -89,15 +80,6 @@ from .optimize import AcquisitionFactory, Candidate, Prefix
 REFIT_GROWTH = 1.5
 #: Proposals of one batch lie at least this far apart in the unit cube.
 BATCH_MIN_DISTANCE = 0.1
-#: A candidate whose difference from an observed or running configuration has a prior
-#: variance under this share of the objective's (in the GP's standardized units) is
-#: not worth a trial, whatever noise the GP fitted: on a deterministic objective the
-#: fitted noise is next to nothing, and one language study ran 70 trials that moved
-#: only a weight decay that changed nothing.
-NOISE_FLOOR = 0.01
-#: Quasi-Monte-Carlo samples of the cost posteriors (EEIPU's 256 took over a third of a
-#: proposal's seconds on language).
-COST_SAMPLES = 64
 #: A cached training run may be continued to this many times its steps (ASHA's next
 #: rung), or to its fidelity's upper bound.
 CONTINUE_FACTOR = 3
@@ -116,7 +98,7 @@ class MemoTuner(EEIPU):
         max_continued: int = 8,
         **options,
     ) -> None:
-        super().__init__(pipeline, **{"cost_samples": COST_SAMPLES, **options})
+        super().__init__(pipeline, **options)
         self.min_cost = min_cost
         self.max_continued = max_continued
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
@@ -248,14 +230,6 @@ class MemoTuner(EEIPU):
 
         return make_acquisition, {"eta": eta, "incumbent": incumbent}
 
-    def _starts(self, model: CachedPosteriorGP, X: torch.Tensor) -> torch.Tensor:
-        """The incumbent (the observed configuration of best posterior mean), polished
-        with every column free: a local search from the best, which the screened
-        points rarely reach (a bound of the space, say, one column away)."""
-        with torch.no_grad():
-            best = int(model.mean_and_variance(X)[0].argmax())
-        return X[best : best + 1]
-
     def _choose(
         self,
         candidates: list[Candidate],
@@ -266,23 +240,20 @@ class MemoTuner(EEIPU):
         """Up to a batch of new configurations, best first: none indistinguishable from
         an observed or running one within the fitted noise, none too close to another,
         at most one building on each first stage's cached output (so a batch does not
-        fill with cheap tweaks of the last stages of one upstream setting), and none
-        after the first whose acquisition falls short of what the thinking it saves is
-        worth (:meth:`~.effort.Effort.least_batch_ratio`)."""
+        fill with cheap tweaks of the last stages of one upstream setting)."""
         if not candidates:
             return []
         rows = torch.stack([c.row for c in candidates])
-        threshold = 1 - max(model.relative_noise(), NOISE_FLOOR) / 2
+        threshold = 1 - model.relative_noise() / 2
         novel = model.correlation(rows).amax(-1) <= threshold  # else: within the noise
         taken = {self._key(c) for c in pending}
         chosen: list[tuple[Candidate, Config]] = []
         picked: list[torch.Tensor] = []
         used: set[str] = set()  # first stages' outputs a chosen candidate builds on
-        least = -math.inf  # the least acquisition a batch member may have
         for candidate, is_novel in zip(candidates, novel.tolist(), strict=True):
             if len(chosen) == self._batch:
                 break
-            if not is_novel or candidate.value < least:
+            if not is_novel:
                 continue
             if picked and float((torch.stack(picked) - candidate.row).norm(dim=-1).min()) < (
                 BATCH_MIN_DISTANCE
@@ -294,9 +265,6 @@ class MemoTuner(EEIPU):
             if (root is not None and root in used) or not self._is_new(config, taken):
                 continue
             taken.add(keys[-1])
-            if not chosen:
-                ratio = self.effort.least_batch_ratio()
-                least = candidate.value + math.log(ratio) if ratio > 0 else -math.inf
             chosen.append((candidate, config))
             picked.append(candidate.row)
             if root is not None:

@@ -5,9 +5,7 @@ values of a cached configuration. All prefixes' raw candidates (the same
 scrambled Sobol points, with the prefix's columns pinned) are screened in one
 batched evaluation; the best few, whatever their prefix, are then polished
 together by L-BFGS-B (BoTorch's ``gen_candidates_scipy``) with per-start
-bounds that hold each start's pinned columns fixed. A tuner may add starts of
-its own (as Optuna's GP sampler starts a local search at its best trial), which
-are polished with nothing pinned whatever their screened value.
+bounds that hold each start's pinned columns fixed.
 """
 
 from __future__ import annotations
@@ -60,14 +58,12 @@ def optimize_over_prefixes(
     raw_samples: int = 256,
     polish: int = 3,
     maxiter: int = 30,
-    starts: torch.Tensor | None = None,
 ) -> list[Candidate]:
     """Candidates sorted by acquisition value, best first (the polished ones lead).
 
     A prefix that pins some columns leaves fewer free dimensions to screen: it
     gets raw samples in proportion (the leading points of the same Sobol draw,
-    at least ``MIN_RAW_SAMPLES``). ``starts`` (rows of the unit cube) are polished
-    besides the ``polish`` best screened points, on the empty prefix.
+    at least ``MIN_RAW_SAMPLES``).
     """
     raw = SobolEngine(encoder.dim, scramble=True, seed=seed).draw(raw_samples, dtype=torch.float64)
     rows, depth, cached, owners = [], [], [], []
@@ -83,14 +79,6 @@ def optimize_over_prefixes(
         depth += [prefix.depth] * len(block)
         cached += [prefix.cached_cost] * len(block)
         owners += [index] * len(block)
-    forced = []  # indices of the tuner's own starts, polished whatever their value
-    if starts is not None and len(starts):
-        prefixes = [*prefixes, Prefix(depth=0)]
-        forced = list(range(len(depth), len(depth) + len(starts)))
-        rows.append(starts.to(torch.float64))
-        depth += [0] * len(starts)
-        cached += [0.0] * len(starts)
-        owners += [len(prefixes) - 1] * len(starts)
     X = torch.cat(rows)
     depth_t = torch.tensor(depth, dtype=torch.long)
     cached_t = torch.tensor(cached, dtype=torch.float64)
@@ -104,15 +92,15 @@ def optimize_over_prefixes(
                 for i in range(0, len(X), 2048)
             ]
         )
-    order = [i for i in torch.argsort(values, descending=True).tolist() if i not in forced]
-    best = torch.tensor(order[:polish] + forced, dtype=torch.long)
-    initial = X[best].unsqueeze(1)
-    lower, upper = torch.zeros_like(initial), torch.ones_like(initial)
+    order = torch.argsort(values, descending=True)
+    best = order[:polish]
+    starts = X[best].unsqueeze(1)
+    lower, upper = torch.zeros_like(starts), torch.ones_like(starts)
     for i, start in enumerate(best.tolist()):
         end = encoder.prefix_end(int(depth_t[start]))
         lower[i, 0, :end] = upper[i, 0, :end] = X[start, :end]
     polished, polished_values = gen_candidates_scipy(
-        initial_conditions=initial,
+        initial_conditions=starts,
         acquisition_function=make_acquisition(depth_t[best], cached_t[best]),
         lower_bounds=lower,
         upper_bounds=upper,
@@ -126,6 +114,6 @@ def optimize_over_prefixes(
         row[:end] = X[start, :end]  # pinned exactly, whatever the optimizer's rounding
         candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(polished_values[i])))
     candidates.sort(key=lambda c: c.value, reverse=True)
-    for start in order[polish:]:  # the screened rest: fallbacks for duplicates
+    for start in order[polish:].tolist():  # the screened rest: fallbacks for duplicates
         candidates.append(Candidate(X[start], prefixes[int(owners_t[start])], float(values[start])))
     return candidates
