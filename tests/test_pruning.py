@@ -407,3 +407,34 @@ def test_a_rung_stops_trials_only_once_it_ranked_them_as_their_objective_did(agr
     # a trial far behind at the rung is stopped only where the rung has predicted the end
     assert asha.should_prune(101, "train", 1, {"loss": 9.5}) is agrees
     assert asha.agreement(3) is None  # nothing finished reported at rung 3
+
+
+def test_a_rung_that_ranks_roughly_keeps_enough_to_keep_the_best_trials():
+    """Nine finished trials; one of the best three by objective stood seventh of nine at
+    the rung: to have kept it (and so 90% of the best three), the rung keeps 7/9."""
+    from memotune.pipelines import StageRecord, TrialRecord
+
+    def finished(trial_id, at_rung, objective):
+        history = [{"step": 1, "loss": at_rung}, {"step": 9, "loss": objective}]
+        stages = [StageRecord(stage="train", key=str(trial_id), cost=1.0, history=history)]
+        return TrialRecord({}, "completed", objective, {}, stages, trial_id=trial_id)
+
+    rough = ASHA("loss", reduction=3, min_evidence=8).for_pipeline(pipeline)  # rungs 1, 3, 9
+    exact = ASHA("loss", reduction=3, min_evidence=8).for_pipeline(pipeline)
+    objectives = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]
+    for trial_id, objective in enumerate(objectives):
+        exact.observe(finished(trial_id, at_rung=objective, objective=objective))
+        at_rung = {2: 7.0, 6: 3.0}.get(trial_id, objective)  # the third best stood 7th
+        rough.observe(finished(trial_id, at_rung=at_rung, objective=objective))
+    assert exact.keep_share(1) == pytest.approx(1 / 3)
+    assert rough.agreement(1) >= rough.min_agreement  # trusted, yet rough
+    assert rough.keep_share(1) == pytest.approx(7 / 9)
+    # a trial sixth of nine at the rung goes on under the rough rung, not the exact one
+    for asha in (rough, exact):
+        for trial_id in range(100, 108):
+            asha.should_prune(trial_id, "train", 1, {"loss": float(trial_id - 100)})
+    assert not rough.should_prune(200, "train", 1, {"loss": 4.5})
+    assert exact.should_prune(200, "train", 1, {"loss": 4.5})
+    assert ASHA("loss", min_evidence=0, rungs=rough.rungs).keep_share(1) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        ASHA("loss", min_recall=0.0)

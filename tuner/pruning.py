@@ -68,6 +68,13 @@ class ASHA:
     tuner's warm-up design among them) run to the end and teach the tuner their
     true objective. ``min_evidence=0`` is ASHA's own rule: every rung stops trials
     from the start.
+
+    A trusted rung keeps more than ASHA's best ``1/reduction`` where it ranks
+    trials only roughly: the least share of the best (at least ``1/reduction``)
+    that would have kept ``min_recall`` of the finished trials whose objective was
+    among the best ``1/reduction`` (:meth:`keep_share`). A rung that ranks as the
+    objective does keeps ASHA's share; one that let a good trial fall to the
+    bottom at that rung prunes little.
     """
 
     metric: str
@@ -77,6 +84,7 @@ class ASHA:
     stage: str | None = None
     min_evidence: int = 8
     min_agreement: float = 0.3
+    min_recall: float = 0.9
     #: whether the pipeline maximizes its objective (``for_pipeline`` sets it)
     maximize: bool = False
     #: rung step → trial id → the metric it reported there
@@ -91,6 +99,8 @@ class ASHA:
             raise ValueError("ASHA needs min_step >= 1 and reduction >= 2")
         if self.min_evidence < 0:
             raise ValueError("ASHA needs min_evidence >= 0")
+        if not 0 < self.min_recall <= 1:
+            raise ValueError("ASHA needs 0 < min_recall <= 1")
 
     def for_pipeline(self, pipeline: Pipeline) -> ASHA:
         """This rule for ``pipeline``'s objective, with its ``min_step`` set: as given, or
@@ -115,10 +125,12 @@ class ASHA:
             return False
         rung = self.rungs.setdefault(step, {})
         rung[trial_id] = float(value)
+        if not self.trusted(step):
+            return False
         ranked = sorted(rung.values(), reverse=self.mode == "max")
-        kept = ranked[max(1, len(ranked) // self.reduction) - 1]  # the worst that goes on
-        behind = value > kept if self.mode == "min" else value < kept
-        return behind and self.trusted(step)
+        share = self.keep_share(step)
+        kept = ranked[max(1, math.floor(len(ranked) * share + 1e-9)) - 1]  # the worst kept
+        return value > kept if self.mode == "min" else value < kept
 
     def observe(self, record: TrialRecord) -> None:
         """Take a finished trial's reports into the rungs, and its objective (so a resumed
@@ -156,6 +168,26 @@ class ASHA:
             return True
         rho = self.agreement(step)
         return rho is not None and rho >= self.min_agreement
+
+    def keep_share(self, step: int) -> float:
+        """The share of the trials reported at rung ``step`` that go on: ASHA's
+        ``1/reduction`` (always with ``min_evidence=0``), or more, as much as it takes
+        to have kept ``min_recall`` of the best ``1/reduction`` finished trials by
+        objective, judged by where each stood at the rung among the finished ones."""
+        least = 1 / self.reduction
+        evidence = self._evidence(step)
+        if not self.min_evidence or len(evidence) < max(3, self.min_evidence):
+            return least
+        n = len(evidence)
+        sign = 1.0 if self.mode == "min" else -1.0
+        by_metric = sorted(range(n), key=lambda i: sign * evidence[i][0])
+        standing = {i: (rank + 1) / n for rank, i in enumerate(by_metric)}  # 1/n: the best
+        direction = -1.0 if self.maximize else 1.0
+        best = sorted(range(n), key=lambda i: direction * evidence[i][1])[
+            : max(1, n // self.reduction)
+        ]
+        needed = sorted(standing[i] for i in best)[math.ceil(self.min_recall * len(best)) - 1]
+        return max(least, needed)
 
     def agreement(self, step: int) -> float | None:
         """How well the metric at rung ``step`` has ranked finished trials as their
