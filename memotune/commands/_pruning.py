@@ -34,6 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser, what: str) -> None:
         help="a rung stops trials once this many finished trials reported there and its "
         "metric ranked them as their objective did; 0 stops from the start (default 8)",
     )
+    group.add_argument(
+        "--prune-min-recall",
+        type=float,
+        default=0.9,
+        help="a rung that ranks roughly keeps more than the best 1/reduction: enough to "
+        "have kept this share of the finished trials that ended among the best "
+        "1/reduction (default 0.9)",
+    )
 
 
 def pruner(args: argparse.Namespace) -> ASHA | None:
@@ -47,4 +55,5 @@ def pruner(args: argparse.Namespace) -> ASHA | None:
         min_step=args.prune_min_step,
         reduction=args.prune_reduction,
         min_evidence=args.prune_min_evidence,
+        min_recall=args.prune_min_recall,
     )
