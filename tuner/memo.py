@@ -80,6 +80,8 @@ from .optimize import AcquisitionFactory, Candidate, Prefix
 REFIT_GROWTH = 1.5
 #: Proposals of one batch lie at least this far apart in the unit cube.
 BATCH_MIN_DISTANCE = 0.1
+#: At most this many fresh configurations of a batch are polished (the rest are screened).
+MAX_FRESH_POLISHED = 4
 #: A cached training run may be continued to this many times its steps (ASHA's next
 #: rung), or to its fidelity's upper bound.
 CONTINUE_FACTOR = 3
@@ -181,6 +183,14 @@ class MemoTuner(EEIPU):
                 run = training_run(parent, o.config[stage.name], stage.fidelity)
                 scores[run] = max(value, scores.get(run, -math.inf))
         return scores
+
+    def _fresh_starts(self) -> int:
+        """At least one new configuration end to end is polished, and up to
+        ``MAX_FRESH_POLISHED`` for a batch: when cached prefixes lead the screening, a
+        batch's fresh trials were otherwise screened Sobol points, never optimized (on
+        language every one of them was), while EI's polished ones went to the best
+        corner of the space."""
+        return min(max(1, self._batch), MAX_FRESH_POLISHED)
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by
