@@ -60,7 +60,7 @@ def optimize_over_prefixes(
     fresh: int = 0,
     maxiter: int = 30,
 ) -> list[Candidate]:
-    """Candidates sorted by acquisition value, best first (the polished ones lead).
+    """Candidates sorted by acquisition value, best first.
 
     The best ``polish`` screened points are polished, and with them the best
     points of the empty prefix until ``fresh`` of the polished are new
@@ -123,10 +123,10 @@ def optimize_over_prefixes(
         end = encoder.prefix_end(int(depth_t[start]))
         row[:end] = X[start, :end]  # pinned exactly, whatever the optimizer's rounding
         candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(polished_values[i])))
-    candidates.sort(key=lambda c: c.value, reverse=True)
     polished_starts = set(best.tolist())
     for start in order.tolist():  # the screened rest: fallbacks for duplicates
-        if start in polished_starts:
-            continue
-        candidates.append(Candidate(X[start], prefixes[int(owners_t[start])], float(values[start])))
+        if start not in polished_starts:
+            row = X[start]
+            candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(values[start])))
+    candidates.sort(key=lambda c: c.value, reverse=True)
     return candidates
