@@ -185,12 +185,13 @@ class MemoTuner(EEIPU):
         return scores
 
     def _fresh_starts(self) -> int:
-        """At least one new configuration end to end is polished, and up to
-        ``MAX_FRESH_POLISHED`` for a batch: when cached prefixes lead the screening, a
-        batch's fresh trials were otherwise screened Sobol points, never optimized (on
-        language every one of them was), while EI's polished ones went to the best
-        corner of the space."""
-        return min(max(1, self._batch), MAX_FRESH_POLISHED)
+        """For a batch, up to ``MAX_FRESH_POLISHED`` new configurations end to end are
+        polished beside the best screened points: its later members are taken down the
+        candidate list, and when cached prefixes led the screening its fresh members
+        were screened Sobol points, never optimized (on language every one of them
+        was, while EI's polished trials went to the best corner of the space). A single
+        proposal polishes the best screened points alone, as BoTorch does."""
+        return min(self._batch, MAX_FRESH_POLISHED) if self._batch > 1 else 0
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by
