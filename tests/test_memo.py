@@ -5,7 +5,6 @@ import random
 
 import pytest
 import torch
-from botorch.acquisition import AcquisitionFunction
 from scipy import stats
 
 from memotune import Float, Output, Pipeline, StageCache, run, stage
@@ -13,7 +12,6 @@ from memotune.tuner.budget import COST, Budget
 from memotune.tuner.effort import Effort
 from memotune.tuner.encoding import SpaceEncoder
 from memotune.tuner.memo import MemoTuner
-from memotune.tuner.optimize import Candidate, Prefix, optimize_over_prefixes
 from memotune.tuner.study import Study
 
 
@@ -217,37 +215,3 @@ def test_the_gp_sees_a_skewed_objective_warped_in_order():
     assert abs(float(stats.skew(warped))) < 0.5 * abs(float(stats.skew(values.squeeze(-1))))
     constant = torch.ones(3, 1, dtype=torch.float64)
     assert torch.equal(tuner._warp(constant), constant)
-
-
-class PrefersThePrefix(AcquisitionFunction):
-    """Highest toward x = y = 1.2 (outside the cube), and far higher on a cached prefix."""
-
-    def __init__(self, depth: torch.Tensor) -> None:
-        super().__init__(model=None)
-        self.depth = depth
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        return -((X[..., 0, :] - 1.2) ** 2).sum(-1) + 5.0 * (self.depth > 0)
-
-
-def test_a_fresh_configuration_is_polished_even_when_cached_prefixes_lead_the_screening():
-    pipe = two_stage(cost=1.0)
-    encoder = SpaceEncoder(pipe)
-    prefixes = [Prefix(depth=0), Prefix(depth=1, config={"first": {"x": 0.3}})]
-
-    def best_fresh(fresh: int) -> Candidate:
-        candidates = optimize_over_prefixes(
-            lambda depth, cached: PrefersThePrefix(depth),
-            prefixes,
-            encoder,
-            seed=0,
-            raw_samples=64,
-            polish=1,
-            fresh=fresh,
-        )
-        assert candidates[0].prefix.depth == 1  # the prefix still leads
-        return max((c for c in candidates if c.prefix.depth == 0), key=lambda c: c.value)
-
-    screened, polished = best_fresh(0), best_fresh(1)
-    assert polished.value > screened.value
-    assert polished.row.tolist() == pytest.approx([1.0, 1.0])  # the corner screening misses

@@ -119,7 +119,6 @@ class GPTuner(Tuner):
             seed=self.seed * 100_003 + index,
             raw_samples=self.raw_samples,
             polish=self.polish,
-            fresh=self._fresh_starts(),
             maxiter=self.maxiter,
         )
         chosen = self._choose(candidates, pending, model, budget)
@@ -133,11 +132,6 @@ class GPTuner(Tuner):
     def _warp(self, Y: torch.Tensor) -> torch.Tensor:
         """The objective values as the GP models them (here: as observed)."""
         return Y
-
-    def _fresh_starts(self) -> int:
-        """How many of the polished starts must be new configurations end to end (here:
-        none beyond the best few, whatever their prefix)."""
-        return 0
 
     def _overhead(self) -> float:
         """What every trial costs besides its stages: the tuner's charged seconds per

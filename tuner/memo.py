@@ -80,8 +80,6 @@ from .optimize import AcquisitionFactory, Candidate, Prefix
 REFIT_GROWTH = 1.5
 #: Proposals of one batch lie at least this far apart in the unit cube.
 BATCH_MIN_DISTANCE = 0.1
-#: At most this many fresh configurations of a batch are polished (the rest are screened).
-MAX_FRESH_POLISHED = 4
 #: A cached training run may be continued to this many times its steps (ASHA's next
 #: rung), or to its fidelity's upper bound.
 CONTINUE_FACTOR = 3
@@ -183,15 +181,6 @@ class MemoTuner(EEIPU):
                 run = training_run(parent, o.config[stage.name], stage.fidelity)
                 scores[run] = max(value, scores.get(run, -math.inf))
         return scores
-
-    def _fresh_starts(self) -> int:
-        """For a batch, up to ``MAX_FRESH_POLISHED`` new configurations end to end are
-        polished beside the best screened points: its later members are taken down the
-        candidate list, and when cached prefixes led the screening its fresh members
-        were screened Sobol points, never optimized (on language every one of them
-        was, while EI's polished trials went to the best corner of the space). A single
-        proposal polishes the best screened points alone, as BoTorch does."""
-        return min(self._batch, MAX_FRESH_POLISHED) if self._batch > 1 else 0
 
     def _may_refit(self, budget: Budget) -> bool:
         """When the account pays for it, and in any case each time the data has grown by

@@ -57,15 +57,9 @@ def optimize_over_prefixes(
     seed: int,
     raw_samples: int = 256,
     polish: int = 3,
-    fresh: int = 0,
     maxiter: int = 30,
 ) -> list[Candidate]:
-    """Candidates sorted by acquisition value, best first.
-
-    The best ``polish`` screened points are polished, and with them the best
-    points of the empty prefix until ``fresh`` of the polished are new
-    configurations end to end (so the fresh trials of a batch are optimized, not
-    only screened, even when cached prefixes lead the screening).
+    """Candidates sorted by acquisition value, best first (the polished ones lead).
 
     A prefix that pins some columns leaves fewer free dimensions to screen: it
     gets raw samples in proportion (the leading points of the same Sobol draw,
@@ -100,10 +94,6 @@ def optimize_over_prefixes(
         )
     order = torch.argsort(values, descending=True)
     best = order[:polish]
-    missing = fresh - int((depth_t[best] == 0).sum())
-    if missing > 0:
-        rest = order[polish:]
-        best = torch.cat([best, rest[depth_t[rest] == 0][:missing]])
     starts = X[best].unsqueeze(1)
     lower, upper = torch.zeros_like(starts), torch.ones_like(starts)
     for i, start in enumerate(best.tolist()):
@@ -123,10 +113,7 @@ def optimize_over_prefixes(
         end = encoder.prefix_end(int(depth_t[start]))
         row[:end] = X[start, :end]  # pinned exactly, whatever the optimizer's rounding
         candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(polished_values[i])))
-    polished_starts = set(best.tolist())
-    for start in order.tolist():  # the screened rest: fallbacks for duplicates
-        if start not in polished_starts:
-            row = X[start]
-            candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(values[start])))
     candidates.sort(key=lambda c: c.value, reverse=True)
+    for start in order[polish:].tolist():  # the screened rest: fallbacks for duplicates
+        candidates.append(Candidate(X[start], prefixes[int(owners_t[start])], float(values[start])))
     return candidates
