@@ -34,7 +34,8 @@ def open_runner(
     from memotune.pipelines.ray_cluster import check_cache_reachable, ray_connection
     from memotune.pipelines.ray_runner import RayRunner
 
-    with ray_connection(address, connect_timeout=connect_timeout):
+    with ray_connection(address, connect_timeout=connect_timeout) as connected:
         if cache is not None:
             check_cache_reachable(cache)
-        yield RayRunner(pipeline, cache, max_retries=retries)
+        # disconnecting stops this driver's tasks: cancelling them first only races Ray
+        yield RayRunner(pipeline, cache, max_retries=retries, cancel_on_close=not connected)

@@ -30,8 +30,9 @@ def ray_connection(
     *,
     connect_timeout: float,
     num_cpus: int | None = None,
-) -> Iterator[None]:
-    """Ray for the length of a sweep.
+) -> Iterator[bool]:
+    """Ray for the length of a sweep; yields whether this call connected (and so
+    disconnects at the end, which stops the sweep's tasks with it).
 
     ``address`` (``"auto"``, ``"ray://host:10001"``, ``"host:6379"``; default
     ``$RAY_ADDRESS``) joins an existing cluster, which stays up afterwards;
@@ -46,7 +47,7 @@ def ray_connection(
     a log file in Ray's session folder (see :mod:`.ray_losses`).
     """
     if ray.is_initialized():
-        yield
+        yield False
         return
     address = address or os.environ.get("RAY_ADDRESS") or "local"
     if address != "local":
@@ -64,7 +65,7 @@ def ray_connection(
         raise ClusterError(f"cannot join the Ray cluster at {address!r}: {error}") from None
     with ray_notices_to(notices_log()):
         try:
-            yield
+            yield True
         finally:
             ray.shutdown()
 

@@ -158,10 +158,22 @@ class RayRunner:
 
     ``max_retries`` is how many times a stage whose worker process or node
     died is run again elsewhere before its trial fails.
+
+    ``cancel_on_close``: whether :meth:`close` cancels the stages still running.
+    Where the driver disconnects from Ray right after the sweep, Ray stops its
+    tasks anyway, and cancelling one as it completes can abort the driver
+    (Ray 2.60: "Check failed: it != submissible_tasks_.end() Tried to complete
+    task that was not pending", ray-project/ray#54846), so :func:`memotune.tune`
+    cancels only on a Ray that outlives the sweep.
     """
 
     def __init__(
-        self, pipeline: Pipeline, cache: StageCache | None, *, max_retries: int = 3
+        self,
+        pipeline: Pipeline,
+        cache: StageCache | None,
+        *,
+        max_retries: int = 3,
+        cancel_on_close: bool = True,
     ) -> None:
         if not ray.is_initialized():
             raise RuntimeError("the Ray runner needs Ray: call ray.init() or use memotune.tune")
@@ -170,6 +182,7 @@ class RayRunner:
         self.pipeline = pipeline
         self.cache = cache
         self.max_retries = max_retries
+        self.cancel_on_close = cancel_on_close
         self._code = UserCode.of([s.fn for s in pipeline.stages], pipeline.inputs)
         self._pipeline_ref = ray.put(pipeline)
         self._remote = ray.remote(_stage_task)
@@ -224,8 +237,8 @@ class RayRunner:
         return finished
 
     def close(self) -> None:
-        """Cancel whatever is still running and forget it."""
-        for trial in self._trials.values():
+        """Cancel whatever is still running (if ``cancel_on_close``) and forget it."""
+        for trial in self._trials.values() if self.cancel_on_close else ():
             for task in trial.tasks:
                 if not task.shared:
                     ray.cancel(task.records, force=False)

@@ -3,6 +3,8 @@ work, worker deaths, and outputs that never pass through the driver."""
 
 import json
 import os
+import subprocess
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 
 from memotune import Float, Int, Pipeline, StageCache, stage, tune
 from memotune.pipelines.ray_runner import RayRunner
+from memotune.runners import open_runner
 
 
 @pytest.fixture
@@ -250,3 +253,20 @@ def test_outputs_of_classes_from_the_pipeline_file_are_cached_and_reused(ray_ses
     assert [s.hit for s in second.stages] == [True, False]  # loaded in a worker
     local = run(pipe, {"featurize": {"size": 3}, "score": {"scale": 0.25}}, cache=cache)
     assert local.stages[0].hit and local.objective == 1.5  # and in this process
+
+
+def test_stages_are_cancelled_on_close_only_where_ray_outlives_the_sweep(ray_session, log_dir):
+    """A Ray the sweep started stops its tasks when the sweep disconnects; cancelling them
+    as well only races Ray's completion callback, which can abort the driver."""
+    with open_runner("ray", pipeline(log_dir), StageCache("cache")) as runner:
+        assert runner.cancel_on_close  # the session's Ray outlives this sweep
+    script = (
+        "from memotune import Float, Pipeline, StageCache, stage\n"
+        "from memotune.runners import open_runner\n"
+        "square = stage(space={'x': Float(0, 1)})(lambda inputs, x: {'objective': x * x})\n"
+        "with open_runner('ray', Pipeline([square]), StageCache('cache')) as runner:\n"
+        "    print('cancels:', runner.cancel_on_close)\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert "cancels: False" in ran.stdout
