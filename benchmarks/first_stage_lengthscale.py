@@ -1,0 +1,83 @@
+"""What a tuner's objective GP believes about the first stage's first parameter.
+
+One study of one tuner on one pipeline and seed, in this process (one core),
+as ``trial_depths.py`` runs it. Then, on the first N trials for each N of
+``--at``, the objective's GP (BoTorch's ``SingleTaskGP`` as the GP tuners fit
+it, on the values as observed and through ``memo``'s Yeo-Johnson warping) is
+fitted and reports that parameter's lengthscale (in the unit cube) and its
+posterior mean at the best trial so far with the parameter moved to either
+bound. It shows whether data the tuner gathered by reusing a few first stages
+taught the GP that moving away from them does harm (on language, ``memo``
+stuck to the first good tokenizer while EI's trials all went to the largest
+vocabulary).
+
+    python benchmarks/first_stage_lengthscale.py examples/language.py --seed 14 --tuner ei
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import parser, report  # noqa: E402
+
+from memotune.cache import StageCache  # noqa: E402
+from memotune.loading import load_pipeline  # noqa: E402
+from memotune.tuner.budget import Budget  # noqa: E402
+from memotune.tuner.encoding import SpaceEncoder  # noqa: E402
+from memotune.tuner.memo import MemoTuner  # noqa: E402
+from memotune.tuner.models import GPFitter  # noqa: E402
+from memotune.tuner.study import Study  # noqa: E402
+
+
+def main() -> None:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("pipeline", help="FILE.py[:NAME]")
+    p.add_argument("--tuner", default="memo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--budget", type=float, default=120.0)
+    p.add_argument("--at", default="10,20,40", help="fit on the first N trials, for each N")
+    args = p.parse_args()
+    torch.set_num_threads(1)  # one core, as each of memotune bench's runs has
+    pipeline = load_pipeline(args.pipeline)
+    budget = Budget.for_pipeline(pipeline, budget=args.budget)
+    with tempfile.TemporaryDirectory() as folder:
+        study = Study(
+            pipeline,
+            name="lengthscale",
+            budget=budget,
+            tuner=args.tuner,
+            seed=args.seed,
+            storage=folder,
+            cache=StageCache(Path(folder) / "cache"),
+        )
+        trials = [t for t in study.run().trials if t.objective is not None]
+    encoder = SpaceEncoder(pipeline)
+    sign = 1.0 if pipeline.direction == "maximize" else -1.0
+    X = torch.stack([encoder.encode(pipeline.validate(t.config)) for t in trials])
+    Y = sign * torch.tensor([[t.objective] for t in trials], dtype=torch.float64)
+    column = encoder.columns[0]
+    figures: dict = {"trials": len(trials), "parameter": f"{column.stage_name}.{column.name}"}
+    warped = MemoTuner(pipeline, seed=args.seed)._warp
+    for n in (int(a) for a in args.at.split(",") if int(a) <= len(trials)):
+        for name, values in (("observed", Y[:n]), ("warped", warped(Y[:n]))):
+            model = GPFitter().fit(X[:n], values)
+            best = int(values.argmax())
+            probes = X[best].repeat(3, 1)
+            probes[1, 0], probes[2, 0] = 0.0, 1.0
+            with torch.no_grad():
+                mean = model.posterior(probes).mean.squeeze(-1)
+            lengthscale = float(model.covar_module.lengthscale.detach().squeeze()[0])
+            figures[f"n={n} {name}: lengthscale"] = lengthscale
+            figures[f"n={n} {name}: mean at the best"] = sign * float(mean[0])
+            figures[f"n={n} {name}: mean at the low bound"] = sign * float(mean[1])
+            figures[f"n={n} {name}: mean at the high bound"] = sign * float(mean[2])
+    report(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()
