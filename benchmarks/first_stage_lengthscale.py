@@ -17,45 +17,24 @@ vocabulary).
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, report  # noqa: E402
+from _common import report, run_study, study_parser  # noqa: E402
 
-from memotune.cache import StageCache  # noqa: E402
-from memotune.loading import load_pipeline  # noqa: E402
-from memotune.tuner.budget import Budget  # noqa: E402
 from memotune.tuner.encoding import SpaceEncoder  # noqa: E402
 from memotune.tuner.memo import MemoTuner  # noqa: E402
 from memotune.tuner.models import GPFitter  # noqa: E402
-from memotune.tuner.study import Study  # noqa: E402
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("pipeline", help="FILE.py[:NAME]")
-    p.add_argument("--tuner", default="memo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=float, default=120.0)
+    p = study_parser(__doc__.splitlines()[0])
     p.add_argument("--at", default="10,20,40", help="fit on the first N trials, for each N")
     args = p.parse_args()
-    torch.set_num_threads(1)  # one core, as each of memotune bench's runs has
-    pipeline = load_pipeline(args.pipeline)
-    budget = Budget.for_pipeline(pipeline, budget=args.budget)
-    with tempfile.TemporaryDirectory() as folder:
-        study = Study(
-            pipeline,
-            name="lengthscale",
-            budget=budget,
-            tuner=args.tuner,
-            seed=args.seed,
-            storage=folder,
-            cache=StageCache(Path(folder) / "cache"),
-        )
-        trials = [t for t in study.run().trials if t.objective is not None]
+    pipeline, _, trials = run_study(args)
+    trials = [t for t in trials if t.objective is not None]
     encoder = SpaceEncoder(pipeline)
     sign = 1.0 if pipeline.direction == "maximize" else -1.0
     X = torch.stack([encoder.encode(pipeline.validate(t.config)) for t in trials])

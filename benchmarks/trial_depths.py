@@ -19,45 +19,20 @@ from __future__ import annotations
 
 import math
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import parser, report  # noqa: E402
+from _common import report, run_study, study_parser  # noqa: E402
 
 from memotune import ASHA  # noqa: E402
-from memotune.cache import StageCache  # noqa: E402
-from memotune.loading import load_pipeline  # noqa: E402
-from memotune.tuner.budget import Budget  # noqa: E402
-from memotune.tuner.study import Study  # noqa: E402
 
 
 def main() -> None:
-    p = parser(__doc__.splitlines()[0])
-    p.add_argument("pipeline", help="FILE.py[:NAME], synthetic-3 or synthetic-10")
-    p.add_argument("--tuner", default="memo")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=float, default=120.0)
+    p = study_parser(__doc__.splitlines()[0])
     p.add_argument("--prune", metavar="METRIC", help="stop trials with ASHA on METRIC (minimized)")
     args = p.parse_args()
-    torch.set_num_threads(1)  # one core, as each of memotune bench's runs has
-    pipeline = load_pipeline(args.pipeline)
-    budget = Budget.for_pipeline(pipeline, budget=args.budget)
-    with tempfile.TemporaryDirectory() as folder:
-        study = Study(
-            pipeline,
-            name="depths",
-            budget=budget,
-            tuner=args.tuner,
-            seed=args.seed,
-            storage=folder,
-            cache=StageCache(Path(folder) / "cache"),
-            pruner=ASHA(args.prune) if args.prune else None,
-        )
-        trials = study.run().trials
+    pipeline, budget, trials = run_study(args, ASHA(args.prune) if args.prune else None)
     count: Counter[str] = Counter()
     improved: Counter[str] = Counter()
     charged: defaultdict[str, float] = defaultdict(float)
