@@ -36,7 +36,7 @@ def main() -> None:
     pipeline, _, trials = run_study(args)
     trials = [t for t in trials if t.objective is not None]
     encoder = SpaceEncoder(pipeline)
-    sign = 1.0 if pipeline.direction == "maximize" else -1.0
+    sign = 1.0 if pipeline.maximize else -1.0
     X = torch.stack([encoder.encode(pipeline.validate(t.config)) for t in trials])
     Y = sign * torch.tensor([[t.objective] for t in trials], dtype=torch.float64)
     column = encoder.columns[0]
