@@ -25,6 +25,8 @@ from gpytorch.kernels import RBFKernel
 from gpytorch.means import ConstantMean
 from linear_operator.operators import DiagLinearOperator
 
+from .kernels import SharedOutputKernel, shared_effects
+
 
 class CachedPosteriorGP(Model):
     """Posterior of a fitted (eval-mode) ``SingleTaskGP`` for one output, q = 1."""
@@ -65,7 +67,8 @@ class CachedPosteriorGP(Model):
         flat = X.reshape(-1, X.shape[-1])  # one 2-D solve, not one per t-batch
         if self._rbf is not None:
             cross = self._rbf.cross(flat)  # points × n
-            prior_mean, prior_variance = self._rbf.constant, torch.ones_like(flat[:, 0])
+            prior_mean = self._rbf.constant
+            prior_variance = torch.full_like(flat[:, 0], self._rbf.variance)
         else:
             cross = model.covar_module(flat, self._train_x).to_dense()
             prior_mean = model.mean_module(flat)
@@ -99,14 +102,23 @@ class CachedPosteriorGP(Model):
 
 class _RBF:
     """``exp(-||x - x'||² / 2)`` over the kernel's active dimensions, lengthscale-scaled,
-    computed as GPyTorch's ``RBFKernel`` does (centred, then the expanded square)."""
+    computed as GPyTorch's ``RBFKernel`` does (centred, then the expanded square), plus
+    a ``SharedOutputKernel``'s shared effects where the RBF kernel is its base."""
 
     def __init__(
-        self, dims: torch.Tensor, lengthscale: torch.Tensor, constant: torch.Tensor, train_x
+        self,
+        dims: torch.Tensor,
+        lengthscale: torch.Tensor,
+        constant: torch.Tensor,
+        train_x,
+        shared: tuple[list[int], torch.Tensor] = ([], torch.zeros(0)),
     ) -> None:
         self.dims = dims
         self.lengthscale = lengthscale
         self.constant = constant
+        self.train_x = train_x
+        self.ends, self.shares = shared
+        self.variance = 1.0 + float(self.shares.sum())  # the prior variance at any point
         scaled = train_x[:, dims] / lengthscale
         self.centre = scaled.mean(0, keepdim=True)
         self.train = scaled - self.centre
@@ -116,6 +128,10 @@ class _RBF:
     def of(cls, model: SingleTaskGP, train_x: torch.Tensor) -> _RBF | None:
         """The direct form of ``model``'s kernel, if it is an RBF kernel with a constant mean."""
         kernel, mean = model.covar_module, model.mean_module
+        shared = ([], torch.zeros(0))
+        if type(kernel) is SharedOutputKernel:
+            shared = (kernel.ends, kernel.shares.detach())
+            kernel = kernel.base
         if type(kernel) is not RBFKernel or type(mean) is not ConstantMean:
             return None
         dims = kernel.active_dims
@@ -123,9 +139,12 @@ class _RBF:
             dims = torch.arange(train_x.shape[-1])
         lengthscale = kernel.lengthscale.detach().reshape(-1)
         with torch.no_grad():
-            return cls(dims, lengthscale, mean.constant.detach(), train_x)
+            return cls(dims, lengthscale, mean.constant.detach(), train_x, shared)
 
     def cross(self, X: torch.Tensor) -> torch.Tensor:
         x = X[:, self.dims] / self.lengthscale - self.centre
         squared = x.pow(2).sum(-1, keepdim=True) + self.train_norms - 2 * x @ self.train.T
-        return torch.exp(-0.5 * squared.clamp_min(0))
+        rbf = torch.exp(-0.5 * squared.clamp_min(0))
+        if not self.ends:
+            return rbf
+        return rbf + shared_effects(X, self.train_x, self.ends, self.shares)

@@ -16,6 +16,7 @@ from torch.quasirandom import SobolEngine
 
 from .cached_posterior import CachedPosteriorGP
 from .encoding import SpaceEncoder
+from .kernels import SharedOutputKernel
 from .observations import Observations
 
 
@@ -35,8 +36,11 @@ class GPFitter:
         active_dims: Sequence[int] | None = None,
         refit_divisor: int = 10,
         warm_maxiter: int = 40,
+        shared_outputs: Sequence[int] = (),
     ) -> None:
         self.active_dims = list(active_dims) if active_dims is not None else None
+        #: column ends of the stage outputs trials share an effect of (``SharedOutputKernel``)
+        self.shared_outputs = list(shared_outputs)
         self.refit_divisor = refit_divisor
         self.warm_maxiter = warm_maxiter
         self._hyperparameters: dict[str, torch.Tensor] | None = None
@@ -77,6 +81,9 @@ class GPFitter:
             covar = get_covar_module_with_dim_scaled_prior(
                 ard_num_dims=len(self.active_dims), active_dims=self.active_dims
             )
+        elif self.shared_outputs:
+            base = get_covar_module_with_dim_scaled_prior(ard_num_dims=X.shape[-1])
+            covar = SharedOutputKernel(base, self.shared_outputs)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not standardized.*")
             warnings.filterwarnings("ignore", message=".*not contained to the unit cube.*")
