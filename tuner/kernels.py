@@ -16,6 +16,13 @@ output)::
 Each ``c_k`` is a fitted hyperparameter (the share of the prior variance that
 stage k's outputs carry on their own); a candidate on a cached prefix inherits
 that prefix's effect, a fresh one does not.
+
+Each fit starts the shares afresh (:meth:`SharedOutputKernel.restart_shares`)
+while the other hyperparameters start where the last fit left them. Started
+where they were, shares fitted on the warm-up (where no two trials share an
+output, so nothing tells them from noise) stayed near zero, and the
+lengthscales went on explaining the clusters: a worse optimum of the marginal
+likelihood (docs/benchmarks.md, "A kernel over stage outputs").
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ SAME_SETTING_TOLERANCE = 1e-9
 #: The prior on each stage's share: median 0.05 of the standardized prior variance,
 #: 95% of its mass between about 0.003 and 0.95.
 SHARE_PRIOR = (math.log(0.05), 1.5)
+#: Where each fit starts the shares: the prior's median.
+SHARE_START = 0.05
 
 
 class SharedOutputKernel(Kernel):
@@ -51,7 +60,11 @@ class SharedOutputKernel(Kernel):
             lambda module: module.shares,
             lambda module, value: module._set_shares(value),
         )
-        self._set_shares(torch.full((len(self.ends),), math.exp(SHARE_PRIOR[0])))
+        self.restart_shares()
+
+    def restart_shares(self) -> None:
+        """Start the shares at ``SHARE_START`` (before a fit)."""
+        self._set_shares(torch.full((len(self.ends),), SHARE_START))
 
     @property
     def shares(self) -> torch.Tensor:

@@ -57,6 +57,8 @@ class GPFitter:
         self.refitted = self._hyperparameters is None or (due and may_refit)
         if self.refitted:
             warm = {"options": {"maxiter": self.warm_maxiter}} if self._hyperparameters else None
+            if isinstance(model.covar_module, SharedOutputKernel):
+                model.covar_module.restart_shares()
             try:
                 fit_gpytorch_mll(
                     ExactMarginalLogLikelihood(model.likelihood, model), optimizer_kwargs=warm
