@@ -9,9 +9,10 @@ mean, noise and outcome transform, so it computes exactly what
 ``model.posterior(X)`` computes (the tests check it), about seven times
 faster. It is a BoTorch ``Model``, so BoTorch's acquisition functions use it
 unchanged. For BoTorch's default kernel (an RBF kernel over some input
-dimensions, with a constant mean) the kernel is evaluated directly, as
-GPyTorch computes it, without its lazy-tensor machinery; any other kernel
-goes through the model's own modules.
+dimensions, with a constant mean), alone or as the base of a
+``SharedOutputKernel``, the kernel is evaluated directly, as GPyTorch
+computes it, without its lazy-tensor machinery; any other kernel goes
+through the model's own modules.
 """
 
 from __future__ import annotations
@@ -126,7 +127,8 @@ class _RBF:
 
     @classmethod
     def of(cls, model: SingleTaskGP, train_x: torch.Tensor) -> _RBF | None:
-        """The direct form of ``model``'s kernel, if it is an RBF kernel with a constant mean."""
+        """The direct form of ``model``'s kernel, if it is an RBF kernel (alone or under a
+        ``SharedOutputKernel``) with a constant mean."""
         kernel, mean = model.covar_module, model.mean_module
         shared = ([], torch.zeros(0))
         if type(kernel) is SharedOutputKernel:

@@ -31,7 +31,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-from gpytorch.constraints import Positive
+from gpytorch.constraints import Interval
 from gpytorch.kernels import Kernel
 from gpytorch.priors import LogNormalPrior
 
@@ -42,6 +42,10 @@ SAME_SETTING_TOLERANCE = 1e-9
 SHARE_PRIOR = (math.log(0.05), 1.5)
 #: Where each fit starts the shares: the prior's median.
 SHARE_START = 0.05
+#: Each share stays within these bounds: no stage output's own effect outweighs the
+#: whole smooth part (of prior variance 1), and none vanishes to a log prior of −∞
+#: (a study on language crashed when a share fell to 0.0 and another rose to 521).
+SHARE_BOUNDS = (1e-4, 1.0)
 
 
 class SharedOutputKernel(Kernel):
@@ -53,7 +57,7 @@ class SharedOutputKernel(Kernel):
         #: ``ends[j]``: one past the last column of the stage block the j-th effect covers.
         self.ends = list(ends)
         self.register_parameter("raw_shares", torch.nn.Parameter(torch.zeros(len(self.ends))))
-        self.register_constraint("raw_shares", Positive())
+        self.register_constraint("raw_shares", Interval(*SHARE_BOUNDS))
         self.register_prior(
             "shares_prior",
             LogNormalPrior(*SHARE_PRIOR),

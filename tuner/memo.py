@@ -42,6 +42,14 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   magnitude otherwise make a stationary GP treat the bad tail as the signal.
   On synthetic-3 this alone took memo's mean from −3.38 to −1.67 (EEIPU:
   −2.60).
+- **Shared stage outputs.** The objective's GP has a random effect per cached
+  stage output (:class:`~.kernels.SharedOutputKernel`): trials built on one
+  cached output share its luck, so a cluster of good trials on one cached
+  teacher is credited to that teacher, not to its settings. Without it the
+  clusters that reuse leaves behind taught the GP short lengthscales in the
+  first stages, and it then predicted that leaving the first good tokenizer
+  would do harm (on language memo never tried the largest vocabularies,
+  where EI found the best models).
 - **Noise.** The GP fits a noise level; the incumbent of expected
   improvement is the best posterior mean at an observed configuration, not
   the luckiest validation draw; a candidate indistinguishable from an
@@ -74,6 +82,8 @@ from .budget import PHASE, Budget
 from .cached_posterior import CachedPosteriorGP
 from .eeipu import EEIPU
 from .effort import LEAN, USUAL, WIDE, Effort
+from .kernels import shared_output_ends
+from .models import GPFitter
 from .optimize import AcquisitionFactory, Candidate, Prefix
 
 #: The data may grow at most this much before the GP hyperparameters are re-optimized.
@@ -102,6 +112,7 @@ class MemoTuner(EEIPU):
         self.min_cost = min_cost
         self.max_continued = max_continued
         self.effort = Effort(target_share=target_share, max_batch=max_batch)
+        self.objective_fitter = GPFitter(shared_outputs=shared_output_ends(self.encoder.stage_end))
         self._base_search = (self.raw_samples, self.polish, self.maxiter)
         self._batch = 1
         self._in_seconds = True  # whether the budget is in seconds (the tuner's charged)
