@@ -6,7 +6,8 @@ as ``trial_depths.py`` runs it. Then, on the first N trials for each N of
 it, on the values as observed and through ``memo``'s Yeo-Johnson warping) is
 fitted and reports that parameter's lengthscale (in the unit cube) and its
 posterior mean at the best trial so far with the parameter moved to either
-bound. It shows whether data the tuner gathered by reusing a few first stages
+bound; the same for ``memo``'s GP (warped, with a random effect per cached stage
+output). It shows whether data the tuner gathered by reusing a few first stages
 taught the GP that moving away from them does harm (on language, ``memo``
 stuck to the first good tokenizer while EI's trials all went to the largest
 vocabulary).
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import report, run_study, study_parser  # noqa: E402
 
 from memotune.tuner.encoding import SpaceEncoder  # noqa: E402
+from memotune.tuner.kernels import shared_output_ends  # noqa: E402
 from memotune.tuner.memo import MemoTuner  # noqa: E402
 from memotune.tuner.models import GPFitter  # noqa: E402
 
@@ -42,15 +44,22 @@ def main() -> None:
     column = encoder.columns[0]
     figures: dict = {"trials": len(trials), "parameter": f"{column.stage_name}.{column.name}"}
     warped = MemoTuner(pipeline, seed=args.seed)._warp
+    shared = shared_output_ends(encoder.stage_end)
     for n in (int(a) for a in args.at.split(",") if int(a) <= len(trials)):
-        for name, values in (("observed", Y[:n]), ("warped", warped(Y[:n]))):
-            model = GPFitter().fit(X[:n], values)
+        fits = (
+            ("observed", Y[:n], GPFitter()),
+            ("warped", warped(Y[:n]), GPFitter()),
+            ("warped, shared outputs", warped(Y[:n]), GPFitter(shared_outputs=shared)),
+        )
+        for name, values, fitter in fits:
+            model = fitter.fit(X[:n], values)
             best = int(values.argmax())
             probes = X[best].repeat(3, 1)
             probes[1, 0], probes[2, 0] = 0.0, 1.0
             with torch.no_grad():
                 mean = model.posterior(probes).mean.squeeze(-1)
-            lengthscale = float(model.covar_module.lengthscale.detach().squeeze()[0])
+            kernel = getattr(model.covar_module, "base", model.covar_module)
+            lengthscale = float(kernel.lengthscale.detach().squeeze()[0])
             figures[f"n={n} {name}: lengthscale"] = lengthscale
             figures[f"n={n} {name}: mean at the best"] = sign * float(mean[0])
             figures[f"n={n} {name}: mean at the low bound"] = sign * float(mean[1])
