@@ -68,6 +68,23 @@ def test_a_refit_the_account_could_not_pay_is_paid_back_by_larger_batches():
     assert effort.balance >= 0 and effort.batch_size(charged=True) == settled
 
 
+def test_trials_earning_at_a_floor_never_buy_more_than_the_max_share():
+    """Cheap trials earn as if they cost the floor, but the thinking they buy stays within
+    ``max_share`` of what they were truly charged."""
+    effort = Effort(target_share=0.05, max_share=0.08)
+    for _ in range(100):
+        effort.observe_trial(0.1, floor=1.0)  # 10 s charged in all
+    assert effort.earned == pytest.approx(100 * 0.05 / 0.95)  # 5.3 s earned at the floor
+    assert effort.balance == pytest.approx(10 * 0.08 / 0.92)  # 0.87 s: 8% of 10.87 s
+    effort.observe_proposal(effort.balance, refitted=False)
+    assert effort.spent / (effort.spent + effort.charged) == pytest.approx(0.08)
+    assert effort.batch_size(charged=True) > 1  # nothing left: the next fit proposes a batch
+    unfloored = Effort(target_share=0.05, max_share=0.08)
+    for _ in range(100):
+        unfloored.observe_trial(0.1)
+    assert unfloored.balance == pytest.approx(10 * 0.05 / 0.95)  # the target binds
+
+
 def test_refits_wait_until_trials_have_paid_for_them():
     effort = Effort(target_share=0.05)
     assert effort.may_refit(charged=True)  # a refit's cost is not known yet

@@ -2,8 +2,11 @@
 
 A tuner whose seconds are charged to the budget should spend on choosing
 trials a small share of what the trials themselves cost. ``Effort`` keeps an
-account: every trial's charged cost earns ``target_share / (1 − target_share)``
-of it as thinking time, every proposal spends its seconds. With that account:
+account: every trial's charged cost (or the tuner's floor under it, see
+:meth:`Effort.observe_trial`) earns ``target_share / (1 − target_share)`` of
+it as thinking time, every proposal spends its seconds, and whatever the
+trials earned, the account never holds more than would bring the thinking to
+``max_share`` of what was truly charged. With that account:
 
 - **refits**: re-optimizing the GPs' hyperparameters (most of a proposal's
   seconds) happens only when the account can pay for one; in between, the
@@ -38,8 +41,12 @@ class Effort:
 
     target_share: float = 0.05
     max_batch: int = 16
+    #: The share of the charged budget the thinking may never exceed: a trial's floor
+    #: earns at the target, but its true charge is what the share is measured on.
+    max_share: float = 0.08
     earned: float = 0.0
     spent: float = 0.0
+    charged: float = 0.0  # the trials' true charge, which bounds the account
     trial_costs: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     plain_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
     refit_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=WINDOW))
@@ -49,10 +56,14 @@ class Effort:
         """Thinking seconds earned per unit of trial cost."""
         return self.target_share / (1 - self.target_share)
 
-    def observe_trial(self, charged: float) -> None:
+    def observe_trial(self, charged: float, floor: float = 0.0) -> None:
+        """A trial charged ``charged``; it earns as if it cost at least ``floor`` (so
+        trials made cheap by the cache still buy thinking), up to ``max_share``."""
         charged = max(0.0, charged)
-        self.trial_costs.append(charged)
-        self.earned += self.rate * charged
+        earning = max(charged, floor)
+        self.trial_costs.append(earning)
+        self.earned += self.rate * earning
+        self.charged += charged
 
     def observe_proposal(self, seconds: float, refitted: bool) -> None:
         """A proposal (one optimization) took ``seconds``, with a refit or without."""
@@ -61,8 +72,10 @@ class Effort:
 
     @property
     def balance(self) -> float:
-        """Thinking seconds earned and not yet spent (negative: overspent)."""
-        return self.earned - self.spent
+        """Thinking seconds earned and not yet spent (negative: overspent), at most what
+        would bring the thinking to ``max_share`` of the trials' true charge."""
+        ceiling = self.max_share / (1 - self.max_share) * self.charged
+        return min(self.earned, ceiling) - self.spent
 
     def may_refit(self, charged: bool) -> bool:
         """Whether the account pays for a proposal with a refit (always where the

@@ -140,7 +140,7 @@ class MemoTuner(EEIPU):
         super()._observe(record)
         # a pruned trial was cheap because it was stopped: it earns at what it charged
         floor = 0.0 if record.pruned else self._floor()
-        self.effort.observe_trial(max(record.charged, floor))
+        self.effort.observe_trial(record.charged, floor)
 
     def prefixes(self, pending: list[Config]) -> list[Prefix]:
         """EEIPU's prefixes, and training runs to continue from their cached checkpoints."""
