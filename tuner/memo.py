@@ -25,7 +25,10 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   120 trials on batches of last-stage tweaks of one upstream setting; in
   both the batch had filled with cheap tweaks of the last stages. Trials
   earn at no less than the cost floor below, so cheap trials buy thinking
-  and the share runs above the target (5.4–9.8% on the real pipelines).
+  and the share runs above the target, but the account never holds more
+  than 8% of what trials were truly charged (with the kernel below, memo
+  reused more, and cheap trials earning at the floor had taken the
+  ensemble's share to 10.7%).
   Earning at the true charge with an 8% target, batches filled by predicted
   cost, held it at 7.5–8.1% but ran fewer trials, and lost ground on
   language (7.334 against 7.141) and vision (``docs/bench/memo/*-true-charge.json``).
