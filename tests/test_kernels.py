@@ -1,8 +1,6 @@
 import torch
-from botorch.acquisition import LogExpectedImprovement
 
-from memotune.tuner.cached_posterior import CachedPosteriorGP
-from memotune.tuner.kernels import SharedOutputKernel, shared_output_ends
+from memotune.tuner.kernels import shared_output_ends
 from memotune.tuner.models import GPFitter
 
 
@@ -23,24 +21,6 @@ def test_shared_output_ends_cover_each_reused_stage_block():
     # stage 1 has no settings of its own, the last stage's block is the whole row
     assert shared_output_ends([2, 2, 5, 7]) == [2, 5]
     assert shared_output_ends([0, 3]) == []  # a first stage without settings shares nothing
-
-
-def test_cached_posterior_matches_botorch_with_shared_outputs():
-    X, Y, _ = clustered()
-    model = GPFitter(shared_outputs=[2]).fit(X, Y)
-    assert isinstance(model.covar_module, SharedOutputKernel)
-    cached = CachedPosteriorGP(model)
-    fresh = torch.rand(10, 5, dtype=torch.float64)
-    on_prefix = torch.rand(10, 5, dtype=torch.float64)
-    on_prefix[:, :2] = X[::6][:, :2].repeat(2, 1)[:10]  # candidates on cached outputs
-    points = torch.cat([fresh, on_prefix]).unsqueeze(1)
-    with torch.no_grad():
-        reference = model.posterior(points)
-        mean, variance = cached.mean_and_variance(points)
-        assert torch.allclose(mean, reference.mean.squeeze(-1), atol=1e-9)
-        assert torch.allclose(variance, reference.variance.squeeze(-1), rtol=1e-7)
-        expected = LogExpectedImprovement(model, best_f=Y.max())(points)
-        assert torch.allclose(LogExpectedImprovement(cached, best_f=Y.max())(points), expected)
 
 
 def test_shared_effects_keep_the_first_stage_smooth():
