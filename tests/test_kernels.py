@@ -33,5 +33,5 @@ def test_shared_effects_keep_the_first_stage_smooth():
     shared = kernel.base.lengthscale.detach().reshape(-1)
     assert float(plain[:2].min()) < 0.5
     assert float(shared[:2].min()) > 2 * float(plain[:2].min())
-    share = float(kernel.shares[0])
+    share = float(kernel.shares.detach()[0])
     assert 0.05 < share < 1.0, share  # the offsets' variance over Y's: about 0.2
