@@ -89,14 +89,12 @@ def shared_effects(
     x1: torch.Tensor, x2: torch.Tensor, ends: Sequence[int], shares: torch.Tensor
 ) -> torch.Tensor:
     """``Σ_j shares[j] · [x1, x2 agree on columns :ends[j]]``, shape ``... × n1 × n2``."""
-    total = torch.zeros(*x1.shape[:-1], x2.shape[-2], dtype=x1.dtype)
     if not ends:
-        return total
+        return torch.zeros(*x1.shape[:-1], x2.shape[-2], dtype=x1.dtype)
     gap = (x1.unsqueeze(-2) - x2.unsqueeze(-3)).abs()  # ... × n1 × n2 × d
-    for end, share in zip(ends, shares, strict=True):
-        same = gap[..., :end].amax(-1) <= SAME_SETTING_TOLERANCE
-        total = total + share * same.to(x1.dtype)
-    return total
+    # the largest gap over columns :end, for every end at once
+    widest = gap.cummax(-1).values[..., [end - 1 for end in ends]]
+    return (widest <= SAME_SETTING_TOLERANCE).to(x1.dtype) @ shares.to(x1.dtype)
 
 
 def shared_output_ends(stage_end: Sequence[int]) -> list[int]:
