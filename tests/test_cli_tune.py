@@ -148,6 +148,7 @@ def test_bench_prints_one_table_and_writes_json_and_a_plot(tmp_path):
     assert all(run["test"] == run["curve"][-1][2] for run in table["runs"])
     record = table["provenance"]
     assert len(record["commit"]) == 40 and isinstance(record["dirty"], bool)
+    assert Path(record["source"], "memotune", "bench").is_dir()  # the code that ran
     assert {"platform", "cpu_count", "python", "torch", "hostname"} <= set(record["machine"])
     assert record["command"].startswith("memotune bench --pipeline synthetic-3 --tuners")
     assert record["wall_seconds"] > 0 and record["started"]

@@ -1,4 +1,5 @@
-"""Where and how a comparison ran: the commit, the machine, the command line, the time."""
+"""Where and how a comparison ran: the code (its folder and commit), the machine, the
+command line, the time."""
 
 from __future__ import annotations
 
@@ -19,11 +20,12 @@ SOURCE = Path(__file__).resolve().parents[2]
 
 
 def provenance(argv: Sequence[str], started: float, finished: float) -> dict[str, Any]:
-    """The record a bench JSON carries: the git commit (and whether the tree had
-    uncommitted changes), the machine, the command line, when it started (UTC, ISO 8601)
+    """The record a bench JSON carries: the folder memotune ran from and its git commit
+    (and whether the tree had uncommitted changes), the machine, the command line, when it started (UTC, ISO 8601)
     and the wall seconds it took. ``started``/``finished`` are ``time.time()`` values."""
     commit, dirty = git_state(SOURCE)
     return {
+        "source": str(SOURCE),
         "commit": commit,
         "dirty": dirty,
         "machine": machine(),
