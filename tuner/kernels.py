@@ -37,13 +37,10 @@ from gpytorch.priors import LogNormalPrior
 
 #: Columns this close count as the same setting (encodings of one configuration agree exactly).
 SAME_SETTING_TOLERANCE = 1e-9
-#: The prior on each stage's share: wide (95% of its mass between about 1e-5 and 1), so
-#: the data decide it within ``SHARE_BOUNDS``. The earlier prior (median 0.05, log-σ
-#: 1.5) held the shares near 0.01 on synthetic-3, whose stage outputs carry no luck of
-#: their own, and there memo fell behind the memo without the kernel
-#: (docs/benchmarks.md, "The default now").
-SHARE_PRIOR = (math.log(0.003), 3.0)
-#: Where each fit starts the shares.
+#: The prior on each stage's share: median 0.05 of the standardized prior variance,
+#: 95% of its mass between about 0.003 and 0.95.
+SHARE_PRIOR = (math.log(0.05), 1.5)
+#: Where each fit starts the shares: the prior's median.
 SHARE_START = 0.05
 #: Each share stays within these bounds: no stage output's own effect outweighs the
 #: whole smooth part (of prior variance 1), and none vanishes to a log prior of −∞
