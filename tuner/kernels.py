@@ -22,7 +22,7 @@ while the other hyperparameters start where the last fit left them. Started
 where they were, shares fitted on the warm-up (where no two trials share an
 output, so nothing tells them from noise) stayed near zero, and the
 lengthscales went on explaining the clusters: a worse optimum of the marginal
-likelihood (docs/benchmarks.md, "The default now").
+likelihood (docs/benchmarks.md, "The kernel over stage outputs").
 """
 
 from __future__ import annotations
