@@ -21,8 +21,9 @@ SOURCE = Path(__file__).resolve().parents[2]
 
 def provenance(argv: Sequence[str], started: float, finished: float) -> dict[str, Any]:
     """The record a bench JSON carries: the folder memotune ran from and its git commit
-    (and whether the tree had uncommitted changes), the machine, the command line, when it started (UTC, ISO 8601)
-    and the wall seconds it took. ``started``/``finished`` are ``time.time()`` values."""
+    (and whether the tree had uncommitted changes), the machine, the command line, when
+    it started (UTC, ISO 8601) and the wall seconds it took. ``started``/``finished`` are
+    ``time.time()`` values."""
     commit, dirty = git_state(SOURCE)
     return {
         "source": str(SOURCE),
