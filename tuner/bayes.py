@@ -112,7 +112,15 @@ class GPTuner(Tuner):
             self._refitted |= self.costs.refitted
             self.costs.overhead = self._overhead()
         make_acquisition, info = self._acquisition(model, X, Y, budget)
-        candidates = self._optimize(make_acquisition, self.prefixes(pending), index)
+        candidates = optimize_over_prefixes(
+            make_acquisition,
+            self.prefixes(pending),
+            self.encoder,
+            seed=self.seed * 100_003 + index,
+            raw_samples=self.raw_samples,
+            polish=self.polish,
+            maxiter=self.maxiter,
+        )
         chosen = self._choose(candidates, pending, model, budget)
         if not chosen:  # every candidate was run already: explore instead
             return self._warmup(index, pending)
@@ -120,20 +128,6 @@ class GPTuner(Tuner):
         info = {**info, PHASE: BO}
         self._queue = [Proposal(c, {**info, **_chosen(k)}) for k, c in chosen[1:]]
         return Proposal(config, {**info, **_chosen(candidate)})
-
-    def _optimize(
-        self, make_acquisition: AcquisitionFactory, prefixes: list[Prefix], index: int
-    ) -> list[Candidate]:
-        """The acquisition's candidates over ``prefixes``, best first."""
-        return optimize_over_prefixes(
-            make_acquisition,
-            prefixes,
-            self.encoder,
-            seed=self.seed * 100_003 + index,
-            raw_samples=self.raw_samples,
-            polish=self.polish,
-            maxiter=self.maxiter,
-        )
 
     def _warp(self, Y: torch.Tensor) -> torch.Tensor:
         """The objective values as the GP models them (here: as observed)."""

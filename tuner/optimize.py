@@ -11,7 +11,7 @@ bounds that hold each start's pinned columns fixed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,14 +58,12 @@ def optimize_over_prefixes(
     raw_samples: int = 256,
     polish: int = 3,
     maxiter: int = 30,
-    group: Callable[[Prefix], Hashable | None] | None = None,
 ) -> list[Candidate]:
     """Candidates sorted by acquisition value, best first (the polished ones lead).
 
     A prefix that pins some columns leaves fewer free dimensions to screen: it
     gets raw samples in proportion (the leading points of the same Sobol draw,
-    at least ``MIN_RAW_SAMPLES``). With ``group``, the starts polished are the best
-    screening points of distinct groups of prefixes (``None``: a group of its own).
+    at least ``MIN_RAW_SAMPLES``).
     """
     raw = SobolEngine(encoder.dim, scramble=True, seed=seed).draw(raw_samples, dtype=torch.float64)
     rows, depth, cached, owners = [], [], [], []
@@ -95,7 +93,7 @@ def optimize_over_prefixes(
             ]
         )
     order = torch.argsort(values, descending=True)
-    best = _starts(order, [prefixes[int(owners_t[i])] for i in order.tolist()], polish, group)
+    best = order[:polish]
     starts = X[best].unsqueeze(1)
     lower, upper = torch.zeros_like(starts), torch.ones_like(starts)
     for i, start in enumerate(best.tolist()):
@@ -116,31 +114,6 @@ def optimize_over_prefixes(
         row[:end] = X[start, :end]  # pinned exactly, whatever the optimizer's rounding
         candidates.append(Candidate(row, prefixes[int(owners_t[start])], float(polished_values[i])))
     candidates.sort(key=lambda c: c.value, reverse=True)
-    polished_starts = set(best.tolist())
-    for start in order.tolist():  # the screened rest: fallbacks for duplicates
-        if start not in polished_starts:
-            prefix = prefixes[int(owners_t[start])]
-            candidates.append(Candidate(X[start], prefix, float(values[start])))
+    for start in order[polish:].tolist():  # the screened rest: fallbacks for duplicates
+        candidates.append(Candidate(X[start], prefixes[int(owners_t[start])], float(values[start])))
     return candidates
-
-
-def _starts(
-    order: torch.Tensor,
-    owners: list[Prefix],
-    polish: int,
-    group: Callable[[Prefix], Hashable | None] | None,
-) -> torch.Tensor:
-    """The ``polish`` best screening points (``order``, whose prefixes are ``owners``),
-    at most one of each group of prefixes where ``group`` is given."""
-    if group is None:
-        return order[:polish]
-    chosen, seen = [], set()
-    for start, prefix in zip(order.tolist(), owners, strict=True):
-        key = group(prefix)
-        if key is not None and key in seen:
-            continue
-        seen.add(key)
-        chosen.append(start)
-        if len(chosen) == polish:
-            break
-    return torch.tensor(chosen, dtype=torch.long)
