@@ -6,10 +6,13 @@ cache), the BO trials that started there and the budget they charged, plus
 the tuner's share. Training runs the tuner continued from a cached
 checkpoint (``resumes_from``) count apart, as ``continued``. Per kind it also
 counts the trials that improved on the best objective seen before them, and
-with ``--prune METRIC`` the study stops trials with ASHA as ``memotune tune
+how many were an optimization's own choice (``chosen``) or a later member of
+the batch it proposed (``filled_in``, memo's ``queued`` proposals), and with
+``--prune METRIC`` the study stops trials with ASHA as ``memotune tune
 --prune`` does. It shows what an acquisition does with the cache: EEIPU
 on the ensemble pipeline varies the cheap last stages of a few cached
-prefixes, `memo` pays for new first stages.
+prefixes, `memo` pays for new first stages. ``first_stage_outputs`` counts the
+distinct first-stage outputs the study computed.
 
     python benchmarks/trial_depths.py examples/ensemble.py --tuner memo --seed 2 --budget 120
     python benchmarks/trial_depths.py examples/vision.py:epochs --seed 1 --prune calibrated_nll
@@ -35,6 +38,7 @@ def main() -> None:
     pipeline, budget, trials = run_study(args, ASHA(args.prune) if args.prune else None)
     count: Counter[str] = Counter()
     improved: Counter[str] = Counter()
+    filled_in: Counter[str] = Counter()
     charged: defaultdict[str, float] = defaultdict(float)
     sign = 1.0 if pipeline.maximize else -1.0
     best = -math.inf
@@ -49,16 +53,20 @@ def main() -> None:
             count[kind] += 1
             charged[kind] += trial.charged
             improved[kind] += value > best
+            filled_in[kind] += bool(trial.info.get("queued"))
         best = max(best, value)
     figures: dict = {
         "trials": len(trials),
         "pruned": sum(t.pruned for t in trials),
         "tuner_share": budget.tuner / budget.spent,
+        "first_stage_outputs": len({t.stages[0].key for t in trials if t.stages}),
     }
     for kind in sorted(count):
         figures[f"bo_trials_{kind}"] = count[kind]
         figures[f"bo_charged_{kind}"] = round(charged[kind], 2)
         figures[f"bo_improving_{kind}"] = improved[kind]
+        figures[f"bo_chosen_{kind}"] = count[kind] - filled_in[kind]
+        figures[f"bo_filled_in_{kind}"] = filled_in[kind]
     report(figures, args.json)
 
 
