@@ -222,6 +222,8 @@ class StopAt:
         return True
 
 
+@pytest.mark.slow  # 53 s on fc-v782; pruning and continuing a run are tested on one process
+# (test_pruning, test_checkpoints), DDP checkpoints and resumes above
 def test_an_epochs_fidelity_stops_in_the_workers_and_goes_on_from_the_cache(ray_session, tmp_path):
     """A run pruned after 2 of 4 epochs keeps its state; the same settings then train
     only the 2 epochs left, and end where 4 epochs in one process end."""

@@ -260,6 +260,7 @@ pipeline = Pipeline([fit], objective="loss", direction="minimize", name="unloada
 """
 
 
+@pytest.mark.slow  # 60 s on fc-v782; the Ray Tune peer itself runs in the bench-peer test above
 def test_ray_tunes_asha_gives_up_a_run_whose_trials_fail_before_they_run():
     Path("unloadable.py").write_text(UNLOADABLE)
     argv = ["bench", "--pipeline", "unloadable.py", "--tuners", "raytune+asha", "--prune", "loss"]

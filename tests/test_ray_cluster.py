@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).with_name("cluster_sweeps.py")
 
 
@@ -80,6 +82,7 @@ def test_removing_a_node_mid_sweep_leaves_the_sweep_to_finish(tmp_path):
     assert "retries remaining" in kept
 
 
+@pytest.mark.slow  # 26 s on fc-v782: an error message; the cluster's sweeps are tested around it
 def test_a_node_that_cannot_reach_the_cache_is_named_clearly(tmp_path):
     outcome = run_scenario("unreachable-cache", tmp_path)
     error = outcome["error"]
