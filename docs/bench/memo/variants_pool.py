@@ -111,3 +111,10 @@ class MemoPool(MemoTuner):
             return None
         candidate, config = chosen[0]
         return Proposal(config, {**info, PHASE: BO, **_chosen(candidate), "queued": True})
+
+
+class MemoPoolUnwarped(MemoPool):
+    """The pool, on the objective as observed (no Yeo-Johnson warp), as EEIPU models it."""
+
+    def _warp(self, Y):
+        return Y
