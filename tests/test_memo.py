@@ -232,3 +232,22 @@ def test_the_gp_sees_a_skewed_objective_warped_in_order():
     assert abs(float(stats.skew(warped))) < 0.5 * abs(float(stats.skew(values.squeeze(-1))))
     constant = torch.ones(3, 1, dtype=torch.float64)
     assert torch.equal(tuner._warp(constant), constant)
+
+
+def test_the_warp_keeps_the_good_half_and_pulls_in_the_bad_tail():
+    """From the median up the GP sees the values as observed, up to shift and scale (so
+    expected improvement there is in the objective's units); below it the far-off
+    losses are pulled in."""
+    tuner = MemoTuner(two_stage(1.0), seed=0)
+    generator = torch.Generator().manual_seed(1)
+    values = -torch.exp(1.5 * torch.randn(30, generator=generator, dtype=torch.float64))
+    warped = tuner._warp(values.unsqueeze(-1)).squeeze(-1)
+    good = values >= values.median()
+
+    def span(x, where):
+        return float(x[where].max() - x[where].min())
+
+    slope = span(warped, good) / span(values, good)
+    low = values[good].min()
+    assert torch.allclose(warped[good], warped[good].min() + slope * (values[good] - low))
+    assert span(warped, ~good) / span(warped, good) < 0.5 * span(values, ~good) / span(values, good)
