@@ -48,9 +48,10 @@ What it does beyond the paper's EEIPU (kept as ``eeipu``), and why:
   measured in the objective's own units. A Yeo-Johnson transform fitted to
   the values (as HEBO does; the default until this one) took memo's
   synthetic-3 mean from −3.38 to −1.67 when it came in, but it stretched the
-  good values too, and a greedy choice on it lost every ensemble seed; the
-  tail warp scored better on synthetic-3 (−2.05 against −2.65 over 20 seeds)
-  and the ensemble (``docs/bench/memo/*-tail-warp*.json``).
+  good values too, and a greedy choice on it lost every ensemble seed. The
+  tail warp had the better mean on all four real pipelines (13 of 20 seeds)
+  and on synthetic-3 (13 of 20), the worse on synthetic-10 (9 of 20), none
+  at p < 0.05 (``docs/bench/memo/*-tail-warp*.json``).
 - **Shared stage outputs.** The objective's GP has a random effect per cached
   stage output (:class:`~.kernels.SharedOutputKernel`): trials built on one
   cached output share its luck, so a cluster of good trials on one cached

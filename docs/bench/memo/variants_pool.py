@@ -16,6 +16,10 @@ search): a few tens of milliseconds where an optimization costs tenths of a
 second. So each trial of a batch is chosen as EEIPU chooses (by the
 acquisition, on the data so far), without the rule that spreads a batch
 over first stages.
+
+It models the objective as ``memo`` does: its runs up to ``683e9b5`` (the
+``*-pool-*.json`` files) had the Yeo-Johnson warp, those since ``185dc7c``
+the bad tail's warp (``variants_warp.py``).
 """
 
 import math
