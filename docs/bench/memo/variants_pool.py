@@ -17,9 +17,9 @@ second. So each trial of a batch is chosen as EEIPU chooses (by the
 acquisition, on the data so far), without the rule that spreads a batch
 over first stages.
 
-It models the objective as ``memo`` does: its runs up to ``683e9b5`` (the
-``*-pool-*.json`` files) had the Yeo-Johnson warp, those since ``185dc7c``
-the bad tail's warp (``variants_warp.py``).
+It models the objective as ``memo`` does: in its runs at ``70e6f9d`` and
+``683e9b5`` (``*-pool-16core.json``, ``ensemble-pool-fc-v782.json``) that was
+the Yeo-Johnson warp; since ``185dc7c`` it is the bad tail's warp.
 """
 
 import math

@@ -1,6 +1,6 @@
 """memo variants on the objective's warp.
 
-Until ``ADOPTED``, ``memo`` modelled the objective through a Yeo-Johnson
+Until ``185dc7c``, ``memo`` modelled the objective through a Yeo-Johnson
 power transform fitted to the values (as HEBO does). It brought memo's
 synthetic-3 score from −3.38 to −1.67, but it reshapes the whole range: it
 stretches the good values, where the acquisition decides, and a greedy choice
@@ -10,19 +10,14 @@ while on the values as observed it tied ``memo``.
 Since then ``memo`` warps only the bad tail (``tail_warp`` in
 ``tuner/memo.py``). It was measured first as ``MemoTailWarp`` and
 ``MemoPoolTailWarp`` here, at ``34499b3`` (``docs/bench/memo/*-tail-warp*.json``);
-those are now ``memo`` and ``variants_pool.py:MemoPool``. The classes below
-keep the Yeo-Johnson warp, to compare against.
+those are now ``memo`` and ``variants_pool.py:MemoPool``. ``MemoYeoJohnson``
+keeps the Yeo-Johnson warp, to compare against.
 """
-
-from pathlib import Path
 
 import torch
 from scipy import stats
 
-from memotune.pipelines.shipping import import_file
 from memotune.tuner.memo import MemoTuner
-
-MemoPool = import_file(Path(__file__).with_name("variants_pool.py")).MemoPool
 
 
 def yeo_johnson(Y: torch.Tensor) -> torch.Tensor:
@@ -37,13 +32,6 @@ def yeo_johnson(Y: torch.Tensor) -> torch.Tensor:
 
 class MemoYeoJohnson(MemoTuner):
     """memo with the Yeo-Johnson warp (the default before the tail warp)."""
-
-    def _warp(self, Y):
-        return yeo_johnson(Y)
-
-
-class MemoPoolYeoJohnson(MemoPool):
-    """The greedy pool with the Yeo-Johnson warp (``MemoPool`` before the tail warp)."""
 
     def _warp(self, Y):
         return yeo_johnson(Y)
